@@ -1,0 +1,105 @@
+/**
+ * The Bun adapter: binds ffi/symbols.ts tables with bun:ffi. This file, its
+ * worker ffi/poll_worker.ts and ffi/deno.ts are the only places that touch a
+ * runtime's FFI. `bun:ffi` is imported through a variable specifier so that
+ * Deno never sees it in its module graph.
+ *
+ * @module
+ */
+import type { FfiRuntime, LoadedLibrary, NativeType, Ptr, SymbolTable } from "./types.ts";
+
+// deno-lint-ignore no-explicit-any
+type BunFfi = any;
+const BUN_FFI = "bun:ffi";
+const ffi: BunFfi = await import(BUN_FFI);
+
+function bunType(type: NativeType): string {
+  return type === "pointer" ? "ptr" : type;
+}
+
+function bunDefinition(def: SymbolTable[string]): { args: string[]; returns: string } {
+  return { args: def.args.map(bunType), returns: bunType(def.returns) };
+}
+
+// deno-lint-ignore no-explicit-any
+type AnyFn = (...args: any[]) => any;
+
+function bindOne(path: string, name: string, def: SymbolTable[string]): AnyFn | null {
+  try {
+    return ffi.dlopen(path, { [name]: bunDefinition(def) }).symbols[name];
+  } catch (error) {
+    if (def.optional && error instanceof TypeError) return null;
+    throw error;
+  }
+}
+
+function asBlocking(fn: AnyFn): AnyFn {
+  // Bun has no threaded FFI calls: a blocking symbol runs synchronously and is
+  // only ever called from ffi/poll_worker.ts, never on the main thread.
+  return (...args) => Promise.resolve(fn(...args));
+}
+
+/** Binds `table` from `path` for Bun; optional symbols are bound one by one. */
+export function openBun<T extends SymbolTable>(path: string, table: T): LoadedLibrary<T> {
+  const required = Object.entries(table).filter(([, def]) => !def.optional);
+  const definitions = Object.fromEntries(required.map(([name, def]) => [name, bunDefinition(def)]));
+  const library = ffi.dlopen(path, definitions);
+  const symbols: Record<string, AnyFn | null> = {};
+  for (const [name, def] of Object.entries(table)) {
+    const fn = def.optional ? bindOne(path, name, def) : library.symbols[name];
+    symbols[name] = fn && def.blocking ? asBlocking(fn) : fn;
+  }
+  return { path, symbols: symbols as unknown as LoadedLibrary<T>["symbols"] };
+}
+
+interface PollReply {
+  readonly result: number;
+  readonly fds: ArrayBuffer;
+}
+
+let worker: Worker | undefined;
+
+function pollWorker(): Worker {
+  if (!worker) {
+    worker = new Worker(new URL("./poll_worker.ts", import.meta.url).href);
+    (worker as unknown as { unref(): void }).unref();
+  }
+  return worker;
+}
+
+function pollInWorker(fds: Uint8Array, count: number, timeoutMs: number): Promise<number> {
+  const target = pollWorker();
+  return new Promise((resolve, reject) => {
+    target.onmessage = (event: MessageEvent<PollReply>) => {
+      fds.set(new Uint8Array(event.data.fds));
+      resolve(event.data.result);
+    };
+    target.onerror = (event) => reject(new Error(`poll worker failed: ${event.message}`));
+    const copy = fds.slice(0, count * 8);
+    target.postMessage({ fds: copy.buffer, count, timeoutMs }, [copy.buffer]);
+  });
+}
+
+/** The Bun implementation of FfiRuntime. */
+export const bunRuntime: FfiRuntime = {
+  name: "bun",
+  open: openBun,
+  address(pointer: Ptr | null): bigint {
+    return pointer === null ? 0n : BigInt(pointer as unknown as number);
+  },
+  pointer(address: bigint): Ptr | null {
+    return address === 0n ? null : (Number(address) as unknown as Ptr);
+  },
+  addressOf(view: ArrayBufferView): bigint {
+    return BigInt(ffi.ptr(view));
+  },
+  foreignBuffer(pointer: Ptr, byteLength: number): ArrayBuffer {
+    return ffi.toArrayBuffer(pointer, 0, byteLength);
+  },
+  pollAsync: pollInWorker,
+  setPollerActive(active: boolean): void {
+    const target = pollWorker() as unknown as { ref(): void; unref(): void };
+    if (active) target.ref();
+    else target.unref();
+  },
+};

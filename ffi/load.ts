@@ -1,0 +1,122 @@
+/**
+ * Loads the real Xen libraries once per process and provides errno.
+ *
+ * Load order for each library: the path in its environment variable (if
+ * set), then each soname (libxenevtchn.so.1, then libxenevtchn.so). A failure
+ * names every path tried, the Debian package to install and the variable.
+ *
+ * @module
+ */
+import process from "node:process";
+import { LibraryNotFoundError } from "../plugins/errors.ts";
+import { EVTCHN, GNTTAB, LIBC, LIBRARIES, TOOLLOG } from "./symbols.ts";
+import { ffiRuntime } from "./runtime.ts";
+import type { FfiRuntime, LoadedLibrary, Ptr, SymbolTable } from "./types.ts";
+
+/** xentoollog_level XTL_NUM_LEVELS: a logger at this level prints nothing. */
+const XTL_SILENT = 10;
+
+/** Everything the FFI backend calls, loaded and bound. */
+export interface XenLibraries {
+  readonly runtime: FfiRuntime;
+  readonly evtchn: LoadedLibrary<typeof EVTCHN>;
+  readonly gnttab: LoadedLibrary<typeof GNTTAB>;
+  readonly libc: LoadedLibrary<typeof LIBC>;
+  /**
+   * A xentoollog logger that keeps libxengnttab's own error lines off stderr
+   * (they become typed errors instead), or null if one could not be made.
+   */
+  readonly logger: Ptr | null;
+  /** Reads errno; call it right after the failing call, in the same turn. */
+  errno(): number;
+}
+
+let loaded: Promise<XenLibraries> | undefined;
+
+/**
+ * Loads libxenevtchn, libxengnttab, libxentoollog and libc (once per process).
+ * Rejects with LibraryNotFoundError when a library cannot be loaded; Deno's
+ * permission errors (NotCapable) are passed through unchanged.
+ */
+export function loadXenLibraries(): Promise<XenLibraries> {
+  loaded ??= loadAll();
+  loaded.catch(() => loaded = undefined);
+  return loaded;
+}
+
+async function loadAll(): Promise<XenLibraries> {
+  const runtime = await ffiRuntime();
+  const libc = openLibrary(runtime, "libc", LIBC);
+  const evtchn = openLibrary(runtime, "evtchn", EVTCHN);
+  const gnttab = openLibrary(runtime, "gnttab", GNTTAB);
+  const errnoCell = new Int32Array(runtime.foreignBuffer(libc.symbols.__errno_location()!, 4));
+  return {
+    runtime,
+    evtchn,
+    gnttab,
+    libc,
+    logger: quietLogger(runtime, libc),
+    errno: () => errnoCell[0],
+  };
+}
+
+function quietLogger(runtime: FfiRuntime, libc: LoadedLibrary<typeof LIBC>): Ptr | null {
+  if (readEnv("XENCHAN_C_LOG") === "1") return null; // the libraries' default: log to stderr
+  try {
+    const toollog = openLibrary(runtime, "toollog", TOOLLOG);
+    const sink = libc.symbols.fopen(cString("/dev/null"), cString("w"));
+    if (sink === null) return null;
+    return toollog.symbols.xtl_createlogger_stdiostream(sink, XTL_SILENT, 0);
+  } catch {
+    return null;
+  }
+}
+
+/** A NUL-terminated UTF-8 copy of `text`, to pass as a "buffer" argument. */
+export function cString(text: string): Uint8Array {
+  return new TextEncoder().encode(`${text}\0`);
+}
+
+/** Reads an environment variable; undefined when unset or not permitted. */
+export function readEnv(name: string): string | undefined {
+  try {
+    return process.env[name];
+  } catch {
+    return undefined;
+  }
+}
+
+function isPermissionError(error: unknown): boolean {
+  const name = (error as { name?: string } | null)?.name;
+  return name === "NotCapable" || name === "PermissionDenied";
+}
+
+/**
+ * Opens one of the LIBRARIES and binds `table`, trying the override and each
+ * soname in turn. Throws LibraryNotFoundError listing every attempt.
+ */
+export function openLibrary<T extends SymbolTable>(
+  runtime: FfiRuntime,
+  key: keyof typeof LIBRARIES,
+  table: T,
+): LoadedLibrary<T> {
+  const info = LIBRARIES[key];
+  const override = readEnv(info.envVar);
+  const candidates = override ? [override] : [...info.sonames];
+  const failures: unknown[] = [];
+  for (const path of candidates) {
+    try {
+      return runtime.open(path, table);
+    } catch (error) {
+      if (isPermissionError(error)) throw error;
+      failures.push(error);
+    }
+  }
+  throw new LibraryNotFoundError(
+    info.sonames[0],
+    candidates,
+    info.install,
+    info.envVar,
+    new AggregateError(failures, `every candidate for ${info.sonames[0]} failed to load`),
+  );
+}

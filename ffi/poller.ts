@@ -1,0 +1,144 @@
+/**
+ * One poller for every file descriptor the process waits on.
+ *
+ * However many handles are open, at most one poll(2) is in flight: Deno runs
+ * it as a nonblocking FFI call, Bun in one Worker. A private eventfd wakes it
+ * when the set of waiters changes. Waiting never blocks the JavaScript event
+ * loop, and nothing but poll runs off the main thread.
+ *
+ * @module
+ */
+import { XenCallError } from "../plugins/errors.ts";
+import type { XenLibraries } from "./load.ts";
+
+const EFD_NONBLOCK = 0o4000;
+const EFD_CLOEXEC = 0o2000000;
+const POLLIN = 0x001;
+const POLLFD_SIZE = 8;
+const MAX_CONSECUTIVE_POLL_FAILURES = 100;
+
+interface Waiter {
+  readonly fd: number;
+  readonly events: number;
+  readonly resolve: (revents: number) => void;
+  readonly reject: (error: unknown) => void;
+  readonly cleanup: () => void;
+}
+
+/** Shared readiness waiting over many fds; see the module comment. */
+export class FdPoller {
+  readonly #libs: XenLibraries;
+  readonly #wakeFd: number;
+  readonly #waiters = new Set<Waiter>();
+  #running = false;
+  #word = new BigUint64Array(1);
+
+  /** Creates the wake eventfd. Throws XenCallError("eventfd") on failure. */
+  constructor(libs: XenLibraries) {
+    this.#libs = libs;
+    const fd = libs.libc.symbols.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (fd < 0) throw new XenCallError("eventfd", libs.errno());
+    this.#wakeFd = fd;
+  }
+
+  /** Number of waits in flight (for leak checks and benchmarks). */
+  get waiting(): number {
+    return this.#waiters.size;
+  }
+
+  /**
+   * Resolves with the revents of `fd` once any of `events` (or POLLERR,
+   * POLLHUP, POLLNVAL) is ready, or with 0 when `signal` aborts. Several
+   * waits on one fd are allowed. The fd must stay open until the promise
+   * settles: cancel with `signal` before closing it.
+   */
+  wait(fd: number, events: number, signal?: AbortSignal): Promise<number> {
+    if (signal?.aborted) return Promise.resolve(0);
+    return new Promise((resolve, reject) => {
+      const onAbort = () => this.#settle(waiter, 0);
+      const waiter: Waiter = {
+        fd,
+        events,
+        resolve,
+        reject,
+        cleanup: () => signal?.removeEventListener("abort", onAbort),
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#waiters.add(waiter);
+      this.#wake();
+      if (!this.#running) void this.#run();
+    });
+  }
+
+  /** poll(fd, events, 0): the current revents, without waiting. */
+  pollNow(fd: number, events: number): number {
+    const entry = new Uint8Array(POLLFD_SIZE);
+    writePollFd(new DataView(entry.buffer), 0, fd, events);
+    const result = this.#libs.libc.symbols.poll(entry, 1n, 0);
+    if (result < 0) throw new XenCallError("poll", this.#libs.errno());
+    return new DataView(entry.buffer).getInt16(6, true);
+  }
+
+  #settle(waiter: Waiter, revents: number): void {
+    if (!this.#waiters.delete(waiter)) return;
+    waiter.cleanup();
+    waiter.resolve(revents);
+    this.#wake();
+  }
+
+  #wake(): void {
+    if (!this.#running) return;
+    this.#word[0] = 1n;
+    this.#libs.libc.symbols.write(this.#wakeFd, this.#word, 8n);
+  }
+
+  #drainWake(): void {
+    this.#libs.libc.symbols.read(this.#wakeFd, this.#word, 8n);
+  }
+
+  async #run(): Promise<void> {
+    this.#running = true;
+    this.#libs.runtime.setPollerActive(true);
+    let failures = 0;
+    try {
+      while (this.#waiters.size > 0) {
+        const batch = [...this.#waiters];
+        const fds = new Uint8Array(POLLFD_SIZE * (batch.length + 1));
+        const view = new DataView(fds.buffer);
+        writePollFd(view, 0, this.#wakeFd, POLLIN);
+        batch.forEach((w, i) => writePollFd(view, i + 1, w.fd, w.events));
+        const result = await this.#libs.runtime.pollAsync(fds, batch.length + 1, -1);
+        this.#drainWake();
+        failures = result < 0 ? failures + 1 : 0;
+        if (failures >= MAX_CONSECUTIVE_POLL_FAILURES) throw new XenCallError("poll", 4);
+        batch.forEach((w, i) => {
+          const revents = view.getInt16((i + 1) * POLLFD_SIZE + 6, true);
+          if (revents !== 0) this.#settle(w, revents);
+        });
+      }
+    } catch (error) {
+      for (const w of this.#waiters) {
+        this.#waiters.delete(w);
+        w.cleanup();
+        w.reject(error);
+      }
+    } finally {
+      this.#running = false;
+      this.#libs.runtime.setPollerActive(false);
+    }
+  }
+}
+
+function writePollFd(view: DataView, index: number, fd: number, events: number): void {
+  view.setInt32(index * POLLFD_SIZE, fd, true);
+  view.setInt16(index * POLLFD_SIZE + 4, events, true);
+  view.setInt16(index * POLLFD_SIZE + 6, 0, true);
+}
+
+let shared: FdPoller | undefined;
+
+/** The process-wide poller (created on first use). */
+export function sharedPoller(libs: XenLibraries): FdPoller {
+  shared ??= new FdPoller(libs);
+  return shared;
+}
