@@ -46,7 +46,10 @@ export class FfiEventChannels implements EventChannelDriver {
 
   bindUnboundPort(remoteDomid: number): number {
     const s = this.#libs.evtchn.symbols;
-    return this.#check("xenevtchn_bind_unbound_port", s.xenevtchn_bind_unbound_port(this.#live(), remoteDomid));
+    return this.#check(
+      "xenevtchn_bind_unbound_port",
+      s.xenevtchn_bind_unbound_port(this.#live(), remoteDomid),
+    );
   }
 
   bindInterdomain(remoteDomid: number, remotePort: number): number {
@@ -56,7 +59,10 @@ export class FfiEventChannels implements EventChannelDriver {
   }
 
   bindVirq(virq: number): number {
-    return this.#check("xenevtchn_bind_virq", this.#libs.evtchn.symbols.xenevtchn_bind_virq(this.#live(), virq));
+    return this.#check(
+      "xenevtchn_bind_virq",
+      this.#libs.evtchn.symbols.xenevtchn_bind_virq(this.#live(), virq),
+    );
   }
 
   unbind(port: number): void {
@@ -70,12 +76,17 @@ export class FfiEventChannels implements EventChannelDriver {
   restrict(domid: number): void {
     const restrict = this.#libs.evtchn.symbols.xenevtchn_restrict;
     const handle = this.#live();
-    if (restrict === null) throw new XenCallError("xenevtchn_restrict", ENOSYS, "libxenevtchn older than 1.1");
+    if (restrict === null) {
+      throw new XenCallError("xenevtchn_restrict", ENOSYS, "libxenevtchn older than 1.1");
+    }
     this.#check("xenevtchn_restrict", restrict(handle, domid));
   }
 
   pending(): number {
-    return this.#check("xenevtchn_pending", this.#libs.evtchn.symbols.xenevtchn_pending(this.#live()));
+    return this.#check(
+      "xenevtchn_pending",
+      this.#libs.evtchn.symbols.xenevtchn_pending(this.#live()),
+    );
   }
 
   waitReadable(signal?: AbortSignal): Promise<number> {

@@ -44,7 +44,9 @@ class MemoryTable {
   take(memory: ForeignMemory, what: string): FfiMemory {
     const own = this.#byAddress.get(memory.address);
     if (own === undefined || own !== memory) {
-      throw new XenUsageError(`${what}: this memory does not belong to this handle (or is already released)`);
+      throw new XenUsageError(
+        `${what}: this memory does not belong to this handle (or is already released)`,
+      );
     }
     return own;
   }
@@ -140,17 +142,39 @@ export class FfiGrantTable extends FfiGrantHandle implements GrantTableDriver {
     const count = refs.length;
     if (notify) {
       const domid = typeof domids === "number" ? domids : domids[0];
-      const pointer = s.xengnttab_map_grant_ref_notify(handle, domid, refs[0], prot, ...notifyArgs(notify));
+      const pointer = s.xengnttab_map_grant_ref_notify(
+        handle,
+        domid,
+        refs[0],
+        prot,
+        ...notifyArgs(notify),
+      );
       return this.wrap("xengnttab_map_grant_ref_notify", pointer, 1);
     }
     if (typeof domids === "number") {
-      const pointer = s.xengnttab_map_domain_grant_refs(handle, count, domids, Uint32Array.from(refs), prot);
+      const pointer = s.xengnttab_map_domain_grant_refs(
+        handle,
+        count,
+        domids,
+        Uint32Array.from(refs),
+        prot,
+      );
       return this.wrap("xengnttab_map_domain_grant_refs", pointer, count);
     }
     if (count === 1) {
-      return this.wrap("xengnttab_map_grant_ref", s.xengnttab_map_grant_ref(handle, domids[0], refs[0], prot), 1);
+      return this.wrap(
+        "xengnttab_map_grant_ref",
+        s.xengnttab_map_grant_ref(handle, domids[0], refs[0], prot),
+        1,
+      );
     }
-    const pointer = s.xengnttab_map_grant_refs(handle, count, Uint32Array.from(domids), Uint32Array.from(refs), prot);
+    const pointer = s.xengnttab_map_grant_refs(
+      handle,
+      count,
+      Uint32Array.from(domids),
+      Uint32Array.from(refs),
+      prot,
+    );
     return this.wrap("xengnttab_map_grant_refs", pointer, count);
   }
 
@@ -167,7 +191,9 @@ export class FfiGrantTable extends FfiGrantHandle implements GrantTableDriver {
   grantCopy(segments: readonly GrantCopySegment[]): number[] {
     const copy = this.libs.gnttab.symbols.xengnttab_grant_copy;
     const handle = this.live();
-    if (copy === null) throw new XenCallError("xengnttab_grant_copy", ENOSYS, "libxengnttab older than 1.1");
+    if (copy === null) {
+      throw new XenCallError("xengnttab_grant_copy", ENOSYS, "libxengnttab older than 1.1");
+    }
     const buffer = encodeSegments(this.libs.runtime, segments);
     if (copy(handle, segments.length, buffer) < 0) this.fail("xengnttab_grant_copy");
     const view = new DataView(buffer.buffer);
@@ -191,13 +217,22 @@ function encodeSegments(runtime: FfiRuntime, segments: readonly GrantCopySegment
     const sourceRef = encodePointer(runtime, view, base, segment.source);
     const destRef = encodePointer(runtime, view, base + 8, segment.dest);
     view.setUint16(base + SEGMENT_LEN, segment.len, true);
-    view.setUint16(base + SEGMENT_FLAGS, (sourceRef ? GNTCOPY_SOURCE_GREF : 0) | (destRef ? GNTCOPY_DEST_GREF : 0), true);
+    view.setUint16(
+      base + SEGMENT_FLAGS,
+      (sourceRef ? GNTCOPY_SOURCE_GREF : 0) | (destRef ? GNTCOPY_DEST_GREF : 0),
+      true,
+    );
   });
   return buffer;
 }
 
 /** Writes one union xengnttab_copy_ptr; returns true when it is a grant ref. */
-function encodePointer(runtime: FfiRuntime, view: DataView, at: number, pointer: GrantCopyPointer): boolean {
+function encodePointer(
+  runtime: FfiRuntime,
+  view: DataView,
+  at: number,
+  pointer: GrantCopyPointer,
+): boolean {
   if ("local" in pointer) {
     view.setBigUint64(at, runtime.addressOf(pointer.local), true);
     return false;
@@ -221,15 +256,33 @@ export class FfiGrantShare extends FfiGrantHandle implements GrantShareDriver {
 
   sharePages(domid: number, count: number, writable: boolean): SharedPages {
     const refs = new Uint32Array(count);
-    const pointer = this.libs.gnttab.symbols.xengntshr_share_pages(this.live(), domid, count, refs, writable ? 1 : 0);
-    return { refs: Object.freeze([...refs]), memory: this.wrap("xengntshr_share_pages", pointer, count) };
+    const pointer = this.libs.gnttab.symbols.xengntshr_share_pages(
+      this.live(),
+      domid,
+      count,
+      refs,
+      writable ? 1 : 0,
+    );
+    return {
+      refs: Object.freeze([...refs]),
+      memory: this.wrap("xengntshr_share_pages", pointer, count),
+    };
   }
 
   sharePageNotify(domid: number, writable: boolean, notify: UnmapNotify): SharedPages {
     const ref = new Uint32Array(1);
     const s = this.libs.gnttab.symbols;
-    const pointer = s.xengntshr_share_page_notify(this.live(), domid, ref, writable ? 1 : 0, ...notifyArgs(notify));
-    return { refs: Object.freeze([...ref]), memory: this.wrap("xengntshr_share_page_notify", pointer, 1) };
+    const pointer = s.xengntshr_share_page_notify(
+      this.live(),
+      domid,
+      ref,
+      writable ? 1 : 0,
+      ...notifyArgs(notify),
+    );
+    return {
+      refs: Object.freeze([...ref]),
+      memory: this.wrap("xengntshr_share_page_notify", pointer, 1),
+    };
   }
 
   unshare(shared: SharedPages): void {

@@ -24,7 +24,10 @@ export class FfiMemory implements ForeignMemory {
     this.address = runtime.address(pointer);
     this.#buffer = runtime.foreignBuffer(pointer, count * PAGE_SIZE);
     this.#bytes = new Uint8Array(this.#buffer);
-    this.#pages = Array.from({ length: count }, (_, i) => this.#bytes.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE));
+    this.#pages = Array.from(
+      { length: count },
+      (_, i) => this.#bytes.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE),
+    );
   }
 
   get bytes(): Uint8Array {

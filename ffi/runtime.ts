@@ -21,5 +21,5 @@ export function ffiRuntime(): Promise<FfiRuntime> {
 async function loadAdapter(): Promise<FfiRuntime> {
   if ("Deno" in globalThis) return (await import("./deno.ts")).denoRuntime;
   if ("Bun" in globalThis) return (await import("./bun.ts")).bunRuntime;
-  throw new XenError("the FFI backend needs Deno or Bun; use backend \"sim\" elsewhere");
+  throw new XenError('the FFI backend needs Deno or Bun; use backend "sim" elsewhere');
 }

@@ -1,0 +1,171 @@
+/**
+ * xenchan: Xen event channels and grant tables for Deno and Bun.
+ *
+ * In a Xen dom0 the handles drive the real hypervisor through
+ * libxenevtchn.so.1 and libxengnttab.so.1; anywhere else the same API runs
+ * on a faithful simulator. `backend: "auto"` (the default) picks the real
+ * libraries when they load and /dev/xen/evtchn opens, the simulator
+ * otherwise, and `selectBackend()` says why.
+ *
+ * @example
+ * ```ts
+ * import { openEventChannels } from "./mod.ts";
+ * await using a = await openEventChannels();
+ * await using b = await openEventChannels();
+ * const port = a.bindUnboundPort(0);
+ * const peer = b.bindInterdomain(0, port);
+ * b.unmask(await b.pending()); // Xen marks a fresh interdomain port pending once
+ * a.notify(port);
+ * const got = await b.pending(); // === peer, masked until unmask
+ * b.unmask(got);
+ * ```
+ *
+ * @module
+ */
+import { createFfiBackend } from "./ffi/backend.ts";
+import type { BackendKind, XenBackend } from "./plugins/backend.ts";
+import { LibraryNotFoundError, XenCallError } from "./plugins/errors.ts";
+import { EventChannels } from "./plugins/event_channels.ts";
+import { GrantShare, GrantTable } from "./plugins/grants.ts";
+import { defaultSimulatorBackend } from "./sim/mod.ts";
+
+export type {
+  BackendKind,
+  ForeignMemory,
+  GrantCopyPointer,
+  GrantCopySegment,
+  XenBackend,
+} from "./plugins/backend.ts";
+export { PAGE_SIZE } from "./plugins/backend.ts";
+export {
+  ClosedHandleError,
+  LibraryNotFoundError,
+  XenCallError,
+  XenError,
+  XenUsageError,
+} from "./plugins/errors.ts";
+export { EventChannels } from "./plugins/event_channels.ts";
+export type { EventChannelHoldings, WaitOptions } from "./plugins/event_channels.ts";
+export { GrantMapping, GrantShare, GrantTable, SharedGrant } from "./plugins/grants.ts";
+export type { AccessOptions, GrantHoldings, GrantRef, NotifyOptions } from "./plugins/grants.ts";
+
+/**
+ * Which backend to use: "auto" (default), "ffi" (the real libraries; fails
+ * off Xen), "sim" (the process-wide default simulator, acting as dom0), or a
+ * XenBackend object (for example a simulated domain's backend).
+ */
+export type BackendChoice = "auto" | "ffi" | "sim" | XenBackend;
+
+/** Options accepted by every open* function. */
+export interface OpenOptions {
+  readonly backend?: BackendChoice;
+}
+
+/** The outcome of backend selection. */
+export interface BackendSelection {
+  readonly backend: XenBackend;
+  readonly kind: BackendKind;
+  /** Why this backend was chosen, in words a user can act on. */
+  readonly reason: string;
+}
+
+let autoSelection: Promise<BackendSelection> | undefined;
+
+/**
+ * Resolves a BackendChoice. "ffi" rejects with LibraryNotFoundError when a
+ * library is missing; "auto" never rejects for a missing library, device or
+ * permission: it falls back to the simulator and gives the reason. The
+ * "auto" result is computed once per process.
+ */
+export function selectBackend(choice: BackendChoice = "auto"): Promise<BackendSelection> {
+  if (typeof choice === "object") {
+    return Promise.resolve({
+      backend: choice,
+      kind: choice.kind,
+      reason: "backend object given by the caller",
+    });
+  }
+  switch (choice) {
+    case "ffi":
+      return createFfiBackend().then((backend) => ({
+        backend,
+        kind: "ffi",
+        reason: 'backend "ffi" requested',
+      }));
+    case "sim":
+      return Promise.resolve(simulatorSelection('backend "sim" requested'));
+    case "auto":
+      autoSelection ??= selectAuto();
+      return autoSelection;
+    default:
+      return Promise.reject(
+        new TypeError(`unknown backend ${String(choice)}: use "auto", "ffi" or "sim"`),
+      );
+  }
+}
+
+function simulatorSelection(reason: string): BackendSelection {
+  return { backend: defaultSimulatorBackend(), kind: "sim", reason };
+}
+
+async function selectAuto(): Promise<BackendSelection> {
+  try {
+    const backend = await createFfiBackend();
+    backend.openEventChannels().close();
+    return {
+      backend,
+      kind: "ffi",
+      reason: `real Xen: ${backend.description}, /dev/xen/evtchn opened`,
+    };
+  } catch (error) {
+    return simulatorSelection(`simulator, because ${whyNotFfi(error)}`);
+  }
+}
+
+/** Explains in one phrase why the FFI backend is not usable. */
+function whyNotFfi(error: unknown): string {
+  if (error instanceof LibraryNotFoundError) return error.message;
+  if (error instanceof XenCallError) {
+    if (error.code === "ENOENT") {
+      return "/dev/xen/evtchn does not exist (not a Xen dom0, or the xen-evtchn module is not loaded)";
+    }
+    if (error.code === "EACCES" || error.code === "EPERM") {
+      return "no permission to open /dev/xen/evtchn (run as root)";
+    }
+    return `opening /dev/xen/evtchn failed: ${error.message}`;
+  }
+  const name = (error as { name?: string } | null)?.name;
+  if (name === "NotCapable" || name === "PermissionDenied") {
+    return "FFI is not permitted (run deno with --allow-ffi, or -P with this project's deno.json)";
+  }
+  return `the FFI backend is unavailable: ${(error as Error)?.message ?? String(error)}`;
+}
+
+/**
+ * Opens an event channel handle on the chosen backend. Rejects with
+ * XenCallError (ENOENT: no /dev/xen/evtchn; EACCES: not root) for "ffi",
+ * LibraryNotFoundError when libxenevtchn is missing. The caller owns the
+ * handle: close it or use `using`.
+ */
+export async function openEventChannels(options: OpenOptions = {}): Promise<EventChannels> {
+  const { backend, kind } = await selectBackend(options.backend);
+  return new EventChannels(kind, backend.openEventChannels());
+}
+
+/**
+ * Opens a grant table (consumer) handle. Rejects like openEventChannels
+ * (the device is /dev/xen/gntdev). The caller owns the handle.
+ */
+export async function openGrantTable(options: OpenOptions = {}): Promise<GrantTable> {
+  const { backend, kind } = await selectBackend(options.backend);
+  return new GrantTable(kind, backend.openGrantTable());
+}
+
+/**
+ * Opens a grant share (producer) handle. Rejects like openEventChannels
+ * (the device is /dev/xen/gntalloc). The caller owns the handle.
+ */
+export async function openGrantShare(options: OpenOptions = {}): Promise<GrantShare> {
+  const { backend, kind } = await selectBackend(options.backend);
+  return new GrantShare(kind, backend.openGrantShare());
+}

@@ -1,0 +1,223 @@
+/**
+ * The public event channel handle, written once over any backend's
+ * EventChannelDriver.
+ *
+ * @module
+ */
+import { type BackendKind, type EventChannelDriver, POLLERR, POLLIN, POLLNVAL } from "./backend.ts";
+import { ClosedHandleError, XenUsageError } from "./errors.ts";
+import { checkDomid, checkInteger, checkPort } from "./validate.ts";
+
+/** Options for waiting on a handle. */
+export interface WaitOptions {
+  /** Aborting stops the wait: pending() rejects with the signal's reason. */
+  readonly signal?: AbortSignal;
+}
+
+/** What a handle currently holds, for leak checks. */
+export interface EventChannelHoldings {
+  /** Ports bound through this handle and not yet unbound, ascending. */
+  readonly ports: number[];
+  /** Whether a pending() or ports() reader is waiting. */
+  readonly reading: boolean;
+}
+
+/**
+ * An open event channel handle (xenevtchn_handle).
+ *
+ * Many ports may be bound to one handle. A port returned by pending() is
+ * masked until unmask(port); a notify that arrives while it is masked is
+ * delivered once after the unmask. One reader per handle: a second
+ * concurrent pending() or ports() is refused. Close it (or `using`) to unbind
+ * every port; after close every method throws ClosedHandleError.
+ *
+ * Not safe to share across Workers or after fork (the C library's rule).
+ */
+export class EventChannels implements Disposable, AsyncDisposable {
+  /** The backend behind this handle: "ffi" (real Xen) or "sim". */
+  readonly backend: BackendKind;
+  readonly #driver: EventChannelDriver;
+  readonly #ports = new Set<number>();
+  #reading = false;
+  #closed = false;
+
+  /** Wraps an open driver; the handle owns it from now on. */
+  constructor(backend: BackendKind, driver: EventChannelDriver) {
+    this.backend = backend;
+    this.#driver = driver;
+  }
+
+  #live(): EventChannelDriver {
+    if (this.#closed) throw new ClosedHandleError("event channel handle");
+    return this.#driver;
+  }
+
+  /** The pollable file descriptor (a virtual number on the simulator). */
+  get fd(): number {
+    return this.#live().fd;
+  }
+
+  /** Whether close() has run. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * Sends an event on a port bound through this handle (xenevtchn_notify).
+   * Throws XenCallError (ENOTCONN for a port this handle did not bind),
+   * XenUsageError for a port that is not a uint32, ClosedHandleError.
+   */
+  notify(port: number): void {
+    this.#live().notify(checkPort(port));
+  }
+
+  /**
+   * Allocates a new unbound port that `remoteDomid` may bind to
+   * (xenevtchn_bind_unbound_port). Returns the local port. Throws
+   * XenCallError (ESRCH: no such domain; EACCES after restrict()),
+   * XenUsageError, ClosedHandleError.
+   */
+  bindUnboundPort(remoteDomid: number): number {
+    return this.#track(this.#live().bindUnboundPort(checkDomid(remoteDomid)));
+  }
+
+  /**
+   * Binds a local port to `remotePort` of `remoteDomid`, which must be
+   * unbound and offered to this domain (xenevtchn_bind_interdomain). Returns
+   * the local port; Xen marks it pending once at bind. Throws XenCallError
+   * (EINVAL: remote port not unbound for us; ESRCH: no such domain),
+   * XenUsageError, ClosedHandleError.
+   */
+  bindInterdomain(remoteDomid: number, remotePort: number): number {
+    const driver = this.#live();
+    return this.#track(driver.bindInterdomain(checkDomid(remoteDomid), checkPort(remotePort)));
+  }
+
+  /**
+   * Binds a virtual IRQ (xenevtchn_bind_virq) and returns its local port.
+   * Throws XenCallError (EINVAL: bad virq; EEXIST: already bound),
+   * XenUsageError, ClosedHandleError.
+   */
+  bindVirq(virq: number): number {
+    return this.#track(this.#live().bindVirq(checkInteger("virq", virq, 0, 0xffffffff)));
+  }
+
+  #track(port: number): number {
+    this.#ports.add(port);
+    return port;
+  }
+
+  /**
+   * Unbinds a port bound through this handle (xenevtchn_unbind). Throws
+   * XenCallError (ENOTCONN: not bound here), XenUsageError, ClosedHandleError.
+   */
+  unbind(port: number): void {
+    this.#live().unbind(checkPort(port));
+    this.#ports.delete(port);
+  }
+
+  /**
+   * Re-enables delivery on a port returned by pending() (xenevtchn_unmask).
+   * A port this handle does not hold is ignored, as the kernel does.
+   * Throws XenUsageError, ClosedHandleError.
+   */
+  unmask(port: number): void {
+    this.#live().unmask(checkPort(port));
+  }
+
+  /**
+   * Restricts the handle to interdomain binds with `domid`, for good
+   * (xenevtchn_restrict). Ports bound earlier stay bound. Throws
+   * XenCallError, XenUsageError, ClosedHandleError.
+   */
+  restrict(domid: number): void {
+    this.#live().restrict(checkDomid(domid));
+  }
+
+  /**
+   * Waits until a port is pending and returns it, masked (unmask it when
+   * done). Never blocks the event loop: it polls the fd first and reads only
+   * when readable. Rejects with the signal's reason on abort,
+   * ClosedHandleError if the handle is (or gets) closed, XenCallError
+   * (EFBIG: the handle's ring overflowed; drain and unmask), XenUsageError if
+   * another reader is already waiting on this handle.
+   */
+  async pending(options: WaitOptions = {}): Promise<number> {
+    const driver = this.#live();
+    if (this.#reading) {
+      throw new XenUsageError("one reader per handle: a pending() is already waiting");
+    }
+    this.#reading = true;
+    try {
+      return await this.#waitForPort(driver, options.signal);
+    } finally {
+      this.#reading = false;
+    }
+  }
+
+  async #waitForPort(driver: EventChannelDriver, signal?: AbortSignal): Promise<number> {
+    for (let first = true;; first = false) {
+      signal?.throwIfAborted();
+      // Already readable: read now, without a trip through the poller.
+      const revents = first
+        ? driver.pollNow() || await driver.waitReadable(signal)
+        : await driver.waitReadable(signal);
+      if (this.#closed) throw new ClosedHandleError("event channel handle");
+      signal?.throwIfAborted();
+      if (revents & POLLNVAL) throw new ClosedHandleError("event channel file descriptor");
+      if (revents & (POLLIN | POLLERR)) return driver.pending();
+    }
+  }
+
+  /**
+   * Returns a pending port if one is ready now, else null; never waits.
+   * Throws like pending() (but never XenUsageError for a waiting reader:
+   * do not mix it with a concurrent pending()).
+   */
+  tryPending(): number | null {
+    const driver = this.#live();
+    return driver.pollNow() & (POLLIN | POLLERR) ? driver.pending() : null;
+  }
+
+  /**
+   * Yields pending ports as they arrive (each masked until unmask) until the
+   * signal aborts or the handle closes; both end the iteration quietly.
+   * Errors other than those are thrown from the loop. One reader per handle.
+   */
+  async *ports(options: WaitOptions = {}): AsyncGenerator<number, void, undefined> {
+    for (;;) {
+      if (this.#closed || options.signal?.aborted) return;
+      try {
+        yield await this.pending(options);
+      } catch (error) {
+        if (this.#closed || options.signal?.aborted) return;
+        throw error;
+      }
+    }
+  }
+
+  /** What this handle holds now (ports bound, whether a reader waits). */
+  holdings(): EventChannelHoldings {
+    return { ports: [...this.#ports].sort((a, b) => a - b), reading: this.#reading };
+  }
+
+  /**
+   * Closes the handle: any waiting pending() rejects with ClosedHandleError
+   * and every port still bound is unbound. Idempotent; never throws.
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#ports.clear();
+    this.#driver.close();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+    return Promise.resolve();
+  }
+}

@@ -1,0 +1,341 @@
+/**
+ * SimHypervisor: the simulated Xen host. It owns the domains (dom0 exists
+ * from construction), the virtual clock, the fault switches and the domain
+ * lifecycle events, and hands out one XenBackend per simulated process with
+ * `backend(domid)`. Deterministic: the same calls with the same seed give
+ * the same ports, refs, fds and addresses. Pure TypeScript; needs no
+ * permissions and no runtime-specific API.
+ *
+ * @module
+ */
+import { XenUsageError } from "../plugins/errors.ts";
+import { VirtualClock } from "./clock.ts";
+import {
+  DEFAULT_GUEST_MAX_EVTCHN_PORT,
+  DEFAULT_MAX_GRANT_FRAMES,
+  DEFAULT_MAX_MAPTRACK_FRAMES,
+  DOMID_FIRST_RESERVED,
+  EVTCHN_FIFO_NR_CHANNELS,
+  GNTALLOC_DEFAULT_LIMIT,
+  MAPTRACK_PER_FRAME,
+  NR_VIRQS,
+  PAGE,
+  PAGING_MAX_DELAY,
+  SHUTDOWN_REASONS,
+  type ShutdownReason,
+  VIRQ,
+} from "./constants.ts";
+import type { SimContext } from "./context.ts";
+import { SimDomain } from "./domain.ts";
+import { SimFaults } from "./faults.ts";
+import { domainStats, type SimStats, sumStats } from "./inspect.ts";
+import { type PortEventState, QueuePortState } from "./port_state.ts";
+import { SimDomainBackend } from "./process.ts";
+import { Prng } from "./prng.ts";
+import type { PortStatus } from "./xen_evtchn.ts";
+import type { GrantStatus } from "./xen_gnttab.ts";
+
+/** Per-domain limits and the event delivery state (the ABI seam). */
+export interface DomainOptions {
+  /** xl max_event_channels: ports 1..N usable (default 1023; dom0: the ABI limit). */
+  readonly maxEventChannels?: number;
+  /** xl max_grant_frames (default 64: 64 * 512 grant entries). */
+  readonly maxGrantFrames?: number;
+  /** xl max_maptrack_frames (default 1024: 524288 concurrent foreign maps). */
+  readonly maxMaptrackFrames?: number;
+  /** The domain kernel's gntalloc `limit` module parameter (default 1024). */
+  readonly gntallocLimit?: number;
+  /** Pending/mask state (default QueuePortState with the FIFO ABI's 131072 ports). */
+  readonly eventState?: PortEventState;
+}
+
+/** Construction options of SimHypervisor. */
+export interface SimHypervisorOptions {
+  /** Seed of the PRNG used by "random" allocation (default 1). */
+  readonly seed?: number;
+  /** "xen" (default): lowest free port / grant ref; "random": random free ones. */
+  readonly allocation?: "xen" | "random";
+  /** First virtual fd number (default 1 << 20). */
+  readonly fdBase?: number;
+  /** Linux MAX_DELAY of the paged-out grant retry (default 256: up to 32 640 ms). */
+  readonly pagingMaxDelay?: number;
+  /** Limits of dom0. */
+  readonly dom0?: DomainOptions;
+}
+
+/** A domain lifecycle event (the raw material of libxl's DOMAIN_SHUTDOWN/DEATH/DISK_EJECT). */
+export type SimDomainEvent =
+  | {
+    readonly type: "shutdown";
+    readonly domid: number;
+    readonly reason: ShutdownReason;
+    readonly reasonCode: number;
+  }
+  | { readonly type: "death"; readonly domid: number }
+  | { readonly type: "disk-eject"; readonly domid: number; readonly vdev: string };
+
+/** What `domainInfo` reports. */
+export interface SimDomainInfo {
+  readonly domid: number;
+  readonly state: "running" | "shutdown";
+  readonly shutdownReason?: ShutdownReason;
+}
+
+/** The simulated Xen host. Single-threaded; methods complete synchronously. */
+export class SimHypervisor implements SimContext {
+  /** Virtual time; advance it to fire timers. */
+  readonly clock: VirtualClock = new VirtualClock();
+  /** Fault injection switches. */
+  readonly faults: SimFaults = new SimFaults();
+  /** Linux MAX_DELAY used for paged-out grant retries (SimContext). */
+  readonly pagingMaxDelay: number;
+  /** The PRNG seed (used only with allocation "random"). */
+  readonly seed: number;
+  #prng?: Prng;
+  #domains = new Map<number, SimDomain>();
+  #rover = 0;
+  #nextFd: number;
+  #nextAddress = 0x7f00_0000_0000n;
+  #listeners = new Set<(e: SimDomainEvent) => void>();
+
+  /** Creates the host with dom0. Bad options throw XenUsageError. */
+  constructor(options: SimHypervisorOptions = {}) {
+    this.seed = options.seed ?? 1;
+    if (options.allocation === "random") this.#prng = new Prng(this.seed);
+    this.#nextFd = options.fdBase ?? 1 << 20;
+    this.pagingMaxDelay = options.pagingMaxDelay ?? PAGING_MAX_DELAY;
+    if (!(Number.isInteger(this.pagingMaxDelay) && this.pagingMaxDelay >= 1)) {
+      throw new XenUsageError("pagingMaxDelay must be a positive integer");
+    }
+    this.#add(0, options.dom0 ?? {});
+  }
+
+  /** Virtual time in ms (clock.now()). */
+  now(): number {
+    return this.clock.now();
+  }
+
+  /** Advances virtual time by `ms`, firing due timers (clock.advance). */
+  advance(ms: number): void {
+    this.clock.advance(ms);
+  }
+
+  /**
+   * Creates a running domain and returns its domid. Domids are handed out
+   * like Xen's rover: increasing from the last one, skipping live domains,
+   * wrapping below DOMID_FIRST_RESERVED. XenUsageError for bad limits or
+   * when every domid is in use.
+   */
+  createDomain(options: DomainOptions = {}): number {
+    for (let i = 1; i < DOMID_FIRST_RESERVED; i++) {
+      const domid = ((this.#rover + i - 1) % (DOMID_FIRST_RESERVED - 1)) + 1;
+      if (this.#domains.has(domid)) continue;
+      this.#rover = domid;
+      this.#add(domid, options);
+      return domid;
+    }
+    throw new XenUsageError("no free domid");
+  }
+
+  /**
+   * Shuts the domain down (SCHEDOP_shutdown): it stays "shutdown" until
+   * destroyed; its processes keep their handles. Raises VIRQ_DOM_EXC in dom0
+   * and emits a "shutdown" event. A second shutdown is ignored (false).
+   * XenUsageError for an unknown domain or reason.
+   */
+  shutdown(domid: number, reason: ShutdownReason = "poweroff"): boolean {
+    const d = this.#live(domid);
+    const reasonCode = SHUTDOWN_REASONS[reason];
+    if (reasonCode === undefined) throw new XenUsageError(`unknown shutdown reason ${reason}`);
+    if (d.state !== "running") return false;
+    d.state = "shutdown";
+    d.shutdownReason = reason;
+    this.#domExc();
+    this.#emit({ type: "shutdown", domid, reason, reasonCode });
+    return true;
+  }
+
+  /**
+   * Destroys the domain (domain_kill): processes die without kernel cleanup
+   * (no unmap notifications), its ports close (peers become unbound, without
+   * an event), its mappings are released and its grants disappear (other
+   * domains' mappings of its pages stay valid until unmapped). Raises
+   * VIRQ_DOM_EXC in dom0 and emits "death". XenUsageError for dom0 or an
+   * unknown domain.
+   */
+  destroy(domid: number): void {
+    if (domid === 0) throw new XenUsageError("dom0 cannot be destroyed");
+    const d = this.#live(domid);
+    d.kill();
+    this.#domains.delete(domid);
+    this.#domExc();
+    this.#emit({ type: "death", domid });
+  }
+
+  /** Fault: the guest crashes (shutdown "crash") and the toolstack destroys it (on_crash=destroy). */
+  crashDomain(domid: number): void {
+    this.shutdown(domid, "crash");
+    this.destroy(domid);
+  }
+
+  /** Emits a "disk-eject" event for `vdev` of a live domain (the guest ejected the media). */
+  ejectDisk(domid: number, vdev: string): void {
+    this.#live(domid);
+    if (typeof vdev !== "string" || vdev === "") {
+      throw new XenUsageError("vdev must be a non-empty string");
+    }
+    this.#emit({ type: "disk-eject", domid, vdev });
+  }
+
+  /** Fires VIRQ `virq` (0..23) in the domain; returns false if no port is bound to it. */
+  raiseVirq(domid: number, virq: number): boolean {
+    const d = this.#live(domid);
+    if (!(Number.isInteger(virq) && virq >= 0 && virq < NR_VIRQS)) {
+      throw new XenUsageError(`virq must be an integer in 0..${NR_VIRQS - 1}`);
+    }
+    return d.evtchn.raiseVirq(virq);
+  }
+
+  /**
+   * Subscribes to domain events; returns the unsubscribe function. Listeners
+   * run synchronously after the state change; if some throw, the others
+   * still run and the first exception is rethrown to the caller.
+   */
+  onDomainEvent(listener: (e: SimDomainEvent) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Starts a new simulated process in the domain: its XenBackend. XenUsageError if not live. */
+  backend(domid: number): SimDomainBackend {
+    return new SimDomainBackend(this, this.#live(domid));
+  }
+
+  /** State of a live domain, or undefined once destroyed (or never created). */
+  domainInfo(domid: number): SimDomainInfo | undefined {
+    const d = this.#domains.get(domid);
+    if (!d || d.state === "dying") return undefined;
+    return d.state === "shutdown"
+      ? { domid, state: "shutdown", shutdownReason: d.shutdownReason }
+      : { domid, state: "running" };
+  }
+
+  /** Domids of the live domains, ascending. */
+  domids(): number[] {
+    return [...this.#domains.keys()].sort((a, b) => a - b);
+  }
+
+  /** EVTCHNOP_status-like view of a port of a live domain (XenUsageError otherwise). */
+  portStatus(domid: number, port: number): PortStatus {
+    return this.#live(domid).evtchn.status(port);
+  }
+
+  /** The grant entry `ref` of a live domain, or undefined when not in use. */
+  grantStatus(domid: number, ref: number): GrantStatus | undefined {
+    return this.#live(domid).grants.status(ref);
+  }
+
+  /**
+   * Fault: the pager pages out the frame behind `ref` of `domid`: grant maps
+   * and copies of it get GNTST_eagain (and the kernel's retry) until
+   * `pageIn`, or until `pageInAfterMs` of virtual time passed when given.
+   * XenUsageError for a ref not in use or a frame that is mapped (Xen cannot
+   * nominate a page with extra references).
+   */
+  pageOut(domid: number, ref: number, options: { pageInAfterMs?: number } = {}): void {
+    const e = this.#live(domid).grants.entry(ref);
+    if (!e) throw new XenUsageError(`d${domid} has no grant ref ${ref}`);
+    if (e.frame.mapCount > 0) {
+      throw new XenUsageError(`frame of ref ${ref} is mapped; cannot page out`);
+    }
+    e.frame.pagedOut = true;
+    if (options.pageInAfterMs !== undefined) {
+      const frame = e.frame;
+      this.clock.setTimer(() => (frame.pagedOut = false), options.pageInAfterMs);
+    }
+  }
+
+  /** Pages the frame behind `ref` of `domid` back in. XenUsageError for a ref not in use. */
+  pageIn(domid: number, ref: number): void {
+    const e = this.#live(domid).grants.entry(ref);
+    if (!e) throw new XenUsageError(`d${domid} has no grant ref ${ref}`);
+    e.frame.pagedOut = false;
+  }
+
+  /** Leak-check counters of one live domain, or of all live domains when omitted. */
+  stats(domid?: number): SimStats {
+    if (domid !== undefined) return domainStats(this.#live(domid));
+    return sumStats([...this.#domains.values()].map(domainStats));
+  }
+
+  /** SimContext: a new virtual fd number. */
+  allocFd(): number {
+    return this.#nextFd++;
+  }
+
+  /** SimContext: a new opaque address, with a guard page between ranges. */
+  allocAddress(pages: number): bigint {
+    const a = this.#nextAddress;
+    this.#nextAddress += BigInt((pages + 1) * PAGE);
+    return a;
+  }
+
+  /** SimContext: a live domain (running or shut down), or undefined. */
+  domain(domid: number): SimDomain | undefined {
+    const d = this.#domains.get(domid);
+    return d && d.state !== "dying" ? d : undefined;
+  }
+
+  #add(domid: number, o: DomainOptions): void {
+    const positive = (v: number | undefined, name: string, dflt: number) => {
+      const x = v ?? dflt;
+      if (!(Number.isInteger(x) && x >= 1)) {
+        throw new XenUsageError(`${name} must be a positive integer`);
+      }
+      return x;
+    };
+    const defaultPorts = domid === 0 ? EVTCHN_FIFO_NR_CHANNELS - 1 : DEFAULT_GUEST_MAX_EVTCHN_PORT;
+    const maxEvtchnPort = positive(o.maxEventChannels, "maxEventChannels", defaultPorts);
+    const frames = positive(o.maxGrantFrames, "maxGrantFrames", DEFAULT_MAX_GRANT_FRAMES);
+    const maptrack = positive(
+      o.maxMaptrackFrames,
+      "maxMaptrackFrames",
+      DEFAULT_MAX_MAPTRACK_FRAMES,
+    );
+    const gntalloc = positive(o.gntallocLimit, "gntallocLimit", GNTALLOC_DEFAULT_LIMIT);
+    const eventState = o.eventState ?? new QueuePortState(EVTCHN_FIFO_NR_CHANNELS);
+    const config = {
+      maxEvtchnPort,
+      maxGrantFrames: frames,
+      maxMaptrack: maptrack * MAPTRACK_PER_FRAME,
+      gntallocLimit: gntalloc,
+      eventState,
+    };
+    this.#domains.set(domid, new SimDomain(domid, config, this.#prng));
+  }
+
+  #live(domid: number): SimDomain {
+    const d = this.domain(domid);
+    if (!d) throw new XenUsageError(`no live domain ${domid}`);
+    return d;
+  }
+
+  /** send_global_virq(VIRQ_DOM_EXC) to the hardware domain. */
+  #domExc(): void {
+    this.#domains.get(0)?.evtchn.raiseVirq(VIRQ.DOM_EXC);
+  }
+
+  #emit(e: SimDomainEvent): void {
+    let first: unknown;
+    let failed = false;
+    for (const l of [...this.#listeners]) {
+      try {
+        l(e);
+      } catch (err) {
+        if (!failed) first = err;
+        failed = true;
+      }
+    }
+    if (failed) throw first;
+  }
+}

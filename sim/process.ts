@@ -1,0 +1,117 @@
+/**
+ * A simulated process in a simulated domain: the XenBackend the public
+ * handles use in "sim" mode. Every `hv.backend(domid)` call creates a new
+ * process; the handles it opens belong to it, and `crash()` kills it the
+ * way Linux tears down a dying process (mm first: grant mappings and shares
+ * are unmapped with their unmap notifications; then files: event channel
+ * handles are closed).
+ *
+ * @module
+ */
+import type {
+  EventChannelDriver,
+  GrantShareDriver,
+  GrantTableDriver,
+  XenBackend,
+} from "../plugins/backend.ts";
+import { callError, ClosedHandleError } from "../plugins/errors.ts";
+import type { HandleOwner, SimContext } from "./context.ts";
+import type { SimDomain, SimHandle, SimProcessRef } from "./domain.ts";
+import { SimEventChannelDriver } from "./evtchn_driver.ts";
+import { SimGrantShareDriver } from "./gntshr_driver.ts";
+import { SimGrantTableDriver } from "./gnttab_driver.ts";
+
+/**
+ * XenBackend for one simulated process of one domain (kind "sim").
+ * Not reentrant-safe across processes in any special way: the simulator is
+ * single-threaded and every call completes synchronously.
+ */
+export class SimDomainBackend implements XenBackend, HandleOwner, SimProcessRef {
+  readonly kind = "sim" as const;
+  readonly description: string;
+  readonly label: string;
+  /** Process id within the domain (1, 2, ...). */
+  readonly pid: number;
+  #handles = new Set<SimHandle>();
+  #dead = false;
+
+  /** Starts a process in `domain` (use SimHypervisor.backend). */
+  constructor(readonly ctx: SimContext, readonly domain: SimDomain) {
+    this.pid = domain.nextPid();
+    this.label = `d${domain.domid} process ${this.pid}`;
+    this.description = `simulated Xen: domain ${domain.domid}, process ${this.pid}`;
+    domain.processes.add(this);
+  }
+
+  /** The domain this process runs in. */
+  get domid(): number {
+    return this.domain.domid;
+  }
+
+  /** False once crashed, or once its domain was destroyed. */
+  get alive(): boolean {
+    return !this.#dead;
+  }
+
+  /** Number of handles this process has open. */
+  get openHandles(): number {
+    return this.#handles.size;
+  }
+
+  /** xenevtchn_open. ENOMEM (fault); ClosedHandleError when the process is dead. */
+  openEventChannels(): EventChannelDriver {
+    this.#opening("xenevtchn_open");
+    return new SimEventChannelDriver(this);
+  }
+
+  /** xengnttab_open. ENOMEM (fault); ClosedHandleError when the process is dead. */
+  openGrantTable(): GrantTableDriver {
+    this.#opening("xengnttab_open");
+    return new SimGrantTableDriver(this);
+  }
+
+  /** xengntshr_open. ENOMEM (fault); ClosedHandleError when the process is dead. */
+  openGrantShare(): GrantShareDriver {
+    this.#opening("xengntshr_open");
+    return new SimGrantShareDriver(this);
+  }
+
+  /**
+   * Kills the process; its kernel cleans up: every grant mapping and share is
+   * unmapped (clear byte + event of each unmap notification), then every
+   * event channel handle is closed. Afterwards every method of its handles
+   * and open* throw ClosedHandleError. Idempotent.
+   */
+  crash(): void {
+    if (this.#dead) return;
+    this.#dead = true;
+    const all = [...this.#handles];
+    for (const h of all) if (h.kind !== "evtchn") h.close();
+    for (const h of all) if (h.kind === "evtchn") h.close();
+    this.domain.processes.delete(this);
+  }
+
+  /** Simulator internal: the domain died; handles are abandoned by the domain. */
+  kill(): void {
+    this.#dead = true;
+  }
+
+  /** HandleOwner: registers a handle with the process and the domain. */
+  attach(h: SimHandle): void {
+    this.#handles.add(h);
+    this.domain.handles.add(h);
+  }
+
+  /** HandleOwner: unregisters a closed handle. */
+  detach(h: SimHandle): void {
+    this.#handles.delete(h);
+    this.domain.handles.delete(h);
+  }
+
+  #opening(call: string): void {
+    if (this.#dead) throw new ClosedHandleError(`${this.label} (exited)`);
+    if (this.ctx.faults.consumeAllocation(this.domain.domid, call)) {
+      throw callError(call, "ENOMEM", "injected");
+    }
+  }
+}

@@ -1,0 +1,181 @@
+/**
+ * The grant table (v1) of one domain, with the granting side as Linux's
+ * drivers/xen/grant-table.c drives it (lowest free ref from 8, the table
+ * growing one 512-entry frame at a time up to max_grant_frames, ENOSPC
+ * beyond; gnttab_end_foreign_access deferring while the grant is in use) and
+ * the checks Xen makes when another domain maps or copies through a ref
+ * (xen/common/grant_table.c map_grant_ref, acquire_grant_for_copy,
+ * _set_status_v1).
+ *
+ * @module
+ */
+import {
+  GNTST,
+  GNTTAB_NR_RESERVED_ENTRIES,
+  GREFS_PER_FRAME,
+  GTF_permit_access,
+  GTF_reading,
+  GTF_readonly,
+  GTF_writing,
+} from "./constants.ts";
+import { fail } from "./errno.ts";
+import type { Frame } from "./memory.ts";
+import type { Prng } from "./prng.ts";
+
+/** One in-use grant entry (grant_entry_v1 plus Xen's active entry pin counts). */
+export interface GrantEntry {
+  readonly ref: number;
+  /** GTF_* flags as the guest and Xen see them. */
+  flags: number;
+  /** The grantee. */
+  readonly domid: number;
+  readonly frame: Frame;
+  /** Active pins (mappings and copies in flight); writePins of them writable. */
+  pins: number;
+  writePins: number;
+  /** The granter ended access while pinned: the ref is freed at the last unpin. */
+  ended: boolean;
+}
+
+/** Grant status of one ref for inspection. */
+export interface GrantStatus {
+  readonly ref: number;
+  readonly flags: number;
+  readonly domid: number;
+  readonly readonly: boolean;
+  readonly pins: number;
+  /** Access was ended by the granter; waiting for the grantee to unmap. */
+  readonly ended: boolean;
+}
+
+/** One domain's grant table. */
+export class DomainGrantTable {
+  #entries: (GrantEntry | undefined)[] = [];
+  #frames = 1;
+  #hint = GNTTAB_NR_RESERVED_ENTRIES;
+  #active = 0;
+  #destroyed = false;
+
+  /** Creates a table that may grow to `maxFrames` frames. */
+  constructor(readonly domid: number, readonly maxFrames: number, readonly prng?: Prng) {}
+
+  /** nr_grant_entries(): entries in the frames the guest has set up so far. */
+  get nrEntries(): number {
+    return this.#frames * GREFS_PER_FRAME;
+  }
+
+  /** Grant entries in use (including ended-but-still-mapped ones). */
+  get activeGrants(): number {
+    return this.#active;
+  }
+
+  /** True once the domain's table was torn down. */
+  get destroyed(): boolean {
+    return this.#destroyed;
+  }
+
+  /**
+   * gnttab_grant_foreign_access: allocates a ref granting `frame` to
+   * `grantee`. SimErrno ENOSPC when the table is at max_grant_frames and full.
+   */
+  grant(grantee: number, frame: Frame, readonly: boolean): number {
+    const ref = this.#freeRef();
+    const flags = GTF_permit_access | (readonly ? GTF_readonly : 0);
+    this.#entries[ref] = { ref, flags, domid: grantee, frame, pins: 0, writePins: 0, ended: false };
+    this.#active++;
+    return ref;
+  }
+
+  /**
+   * gnttab_end_foreign_access: frees the ref now, or (when the grantee still
+   * has it mapped: GTF_reading set) keeps it, flags intact, until the last
+   * unpin, as Linux's deferred-end list does.
+   */
+  end(ref: number): void {
+    const e = this.#entries[ref];
+    if (!e) return;
+    if (e.pins > 0) e.ended = true;
+    else this.#free(ref);
+  }
+
+  /**
+   * Xen's checks when domain `ldomid` pins `ref` (map or copy): returns the
+   * entry, now pinned, or a GNTST status: bad_gntref beyond nr_grant_entries,
+   * general_error for a ref not granted to `ldomid` or a writable pin of a
+   * read-only grant, eagain for a paged-out frame (nothing pinned then).
+   */
+  acquire(ref: number, ldomid: number, readonly: boolean): GrantEntry | number {
+    if (this.#destroyed) return GNTST.bad_domain;
+    if (!(Number.isInteger(ref) && ref >= 0 && ref < this.nrEntries)) return GNTST.bad_gntref;
+    const e = this.#entries[ref];
+    if (!e || e.domid !== ldomid || (e.flags & GTF_permit_access) === 0) return GNTST.general_error;
+    if (!readonly && (e.flags & GTF_readonly)) return GNTST.general_error;
+    if (e.frame.pagedOut) return GNTST.eagain;
+    e.pins++;
+    e.flags |= GTF_reading;
+    if (!readonly) {
+      e.writePins++;
+      e.flags |= GTF_writing;
+    }
+    return e;
+  }
+
+  /** Drops a pin taken by `acquire`; frees an ended entry at the last one. */
+  release(e: GrantEntry, readonly: boolean): void {
+    if (this.#destroyed || this.#entries[e.ref] !== e) return;
+    e.pins--;
+    if (!readonly && --e.writePins === 0) e.flags &= ~GTF_writing;
+    if (e.pins > 0) return;
+    e.flags &= ~GTF_reading;
+    if (e.ended) this.#free(e.ref);
+  }
+
+  /** The entry for `ref`, if in use. */
+  entry(ref: number): GrantEntry | undefined {
+    return Number.isInteger(ref) && ref >= 0 ? this.#entries[ref] : undefined;
+  }
+
+  /** Inspection view of `ref`, or undefined when not in use. */
+  status(ref: number): GrantStatus | undefined {
+    const e = this.entry(ref);
+    if (!e) return undefined;
+    const ro = (e.flags & GTF_readonly) !== 0;
+    return { ref, flags: e.flags, domid: e.domid, readonly: ro, pins: e.pins, ended: e.ended };
+  }
+
+  /** The domain is destroyed: every entry disappears (mapped frames live on in their mappings). */
+  destroy(): void {
+    this.#destroyed = true;
+    this.#entries = [];
+    this.#active = 0;
+  }
+
+  #free(ref: number): void {
+    this.#entries[ref] = undefined;
+    this.#active--;
+    if (ref < this.#hint) this.#hint = ref;
+  }
+
+  #freeRef(): number {
+    if (this.#destroyed) fail("ENOSPC", `d${this.domid} grant table is gone`);
+    if (this.prng) {
+      for (let i = 0; i < 8; i++) {
+        const ref = this.prng.between(GNTTAB_NR_RESERVED_ENTRIES, this.nrEntries - 1);
+        if (!this.#entries[ref]) return ref;
+      }
+    }
+    for (;;) {
+      for (let ref = this.#hint; ref < this.nrEntries; ref++) {
+        if (!this.#entries[ref]) {
+          this.#hint = ref + 1;
+          return ref;
+        }
+      }
+      this.#hint = this.nrEntries;
+      if (this.#frames >= this.maxFrames) {
+        fail("ENOSPC", `d${this.domid} grant table full (${this.maxFrames} frames)`);
+      }
+      this.#frames++; // gnttab_expand
+    }
+  }
+}

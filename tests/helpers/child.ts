@@ -1,0 +1,51 @@
+/**
+ * Runs a TypeScript fixture in a child process of the same runtime (deno or
+ * bun), for tests that need a second process: a crash, or a fresh module
+ * state (an environment variable read once at library load).
+ *
+ * @module
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import process from "node:process";
+
+/** Starts `fixture` (a path relative to tests/fixtures) with `args`. */
+export function startFixture(
+  fixture: string,
+  args: string[],
+  env: Record<string, string> = {},
+): ChildProcess {
+  const script = new URL(`../fixtures/${fixture}`, import.meta.url).pathname;
+  const runArgs = "Deno" in globalThis ? ["run", "-A", script, ...args] : ["run", script, ...args];
+  return spawn(process.execPath, runArgs, {
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+}
+
+/** Resolves with the first stdout line of `child` (rejects if it exits first). */
+export function firstLine(child: ChildProcess): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = "";
+    let errors = "";
+    child.stderr?.on("data", (chunk) => (errors += chunk));
+    child.stdout?.on("data", (chunk) => {
+      text += chunk;
+      const end = text.indexOf("\n");
+      if (end >= 0) resolve(text.slice(0, end));
+    });
+    child.on(
+      "exit",
+      (code) => reject(new Error(`child exited (${code}) before a line: ${errors}`)),
+    );
+  });
+}
+
+/** Resolves with the exit of `child`: its code and signal. */
+export function exited(
+  child: ChildProcess,
+): Promise<{ code: number | null; signal: string | null }> {
+  if (child.exitCode !== null || child.signalCode !== null) {
+    return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
+  }
+  return new Promise((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
+}
