@@ -64,7 +64,7 @@ describe("sim faults: allocation failures (ENOMEM)", () => {
     const gnt = p.openGrantTable();
     hv.faults.failNextAllocation({ count: 3 });
     assert.throws(() => shr.sharePages(0, 1, true), code("xengntshr_share_pages", "ENOMEM"));
-    assert.throws(() => gnt.map([0], [8], true), code("xengnttab_map_grant_refs", "ENOMEM"));
+    assert.throws(() => gnt.map([0], [8], true), code("xengnttab_map_grant_ref", "ENOMEM"));
     assert.throws(() => gnt.grantCopy([]), code("xengnttab_grant_copy", "ENOMEM"));
     assert.equal(hv.stats().activeGrants, 0);
     const s = shr.sharePages(0, 1, true);
@@ -216,7 +216,7 @@ describe("sim faults: paging", () => {
   it("a frame that never comes back fails after Linux's 32.64 s bound (EINVAL / bad_page)", () => {
     const { hv, d1, gnt, ref } = paged();
     hv.pageOut(d1, ref);
-    assert.throws(() => gnt.map([d1], [ref], true), code("xengnttab_map_grant_refs", "EINVAL"));
+    assert.throws(() => gnt.map([d1], [ref], true), code("xengnttab_map_grant_ref", "EINVAL"));
     assert.equal(hv.now(), 32_640);
     const seg = {
       source: { ref, domid: d1, offset: 0 },
@@ -236,7 +236,7 @@ describe("sim faults: paging", () => {
     hv.pageOut(d1, ref);
     assert.throws(
       () => hv.backend(0).openGrantTable().map([d1], [ref], true),
-      code("xengnttab_map_grant_refs", "EINVAL"),
+      code("xengnttab_map_grant_ref", "EINVAL"),
     );
     assert.equal(hv.now(), 6);
   });
