@@ -1,0 +1,111 @@
+// deno-lint-ignore-file explicit-module-boundary-types -- plain JS run by node: no type syntax
+// scripts/lib/junit.mjs - counts test results in a JUnit XML report (deno or bun).
+//
+// countJUnit(xml) -> { passed, failed, skipped } counting leaf <testcase> elements:
+//   failed  = has a <failure> or <error> child; skipped = has a <skipped> child; else passed.
+// Deno also reports every describe() group as a <testcase> named "group" whose steps are named
+// "group > step"; such a group is not a leaf and is not counted (its failing steps are).
+// A group with no recorded steps (e.g. a skipped describe) counts as one leaf.
+// Throws Error when the text has no <testsuites>/<testsuite> root (not a JUnit report).
+//
+// RunnerResult (used by every test script): { runner, passed, failed, skipped, notes: string[] }
+
+/** Counts leaf test cases in a JUnit report (see the file comment). */
+export function countJUnit(xml) {
+  if (!/<testsuites?\b/.test(xml)) throw new Error("not a JUnit XML report");
+  const cases = [];
+  const open = /<testcase\b((?:\s+[\w:.-]+\s*=\s*(?:"[^"]*"|'[^']*'))*)\s*(\/?)>/g;
+  let m;
+  while ((m = open.exec(xml)) !== null) {
+    let body = "";
+    if (m[2] !== "/") {
+      const close = xml.indexOf("</testcase>", open.lastIndex);
+      body = close < 0 ? xml.slice(open.lastIndex) : xml.slice(open.lastIndex, close);
+    }
+    const name = decode(/\bname\s*=\s*"([^"]*)"/.exec(m[1])?.[1] ?? "");
+    cases.push({ name, body });
+  }
+  const names = cases.map((c) => c.name);
+  const counts = { passed: 0, failed: 0, skipped: 0 };
+  for (const c of cases) {
+    if (names.some((n) => n.startsWith(`${c.name} > `))) continue; // a deno describe group
+    if (/<(failure|error)\b/.test(c.body)) counts.failed++;
+    else if (/<skipped\b/.test(c.body)) counts.skipped++;
+    else counts.passed++;
+  }
+  return counts;
+}
+
+function decode(s) {
+  return s.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&quot;/g, '"')
+    .replace(/&apos;/g, "'").replace(/&#(\d+);/g, (_, d) => String.fromCharCode(Number(d)))
+    .replace(/&amp;/g, "&");
+}
+
+/**
+ * Counts the errors a runner printed outside any test, which its JUnit report leaves out:
+ * deno's "Uncaught error from <file> FAILED" and bun's "# Unhandled error between tests"
+ * (a test file that fails to load, an error thrown at top level or between tests).
+ */
+export function countLogErrors(log) {
+  const deno = log.match(/^Uncaught error from \S+ FAILED\s*$/gm)?.length ?? 0;
+  const bun = log.match(/^# Unhandled error between tests\s*$/gm)?.length ?? 0;
+  return deno + bun;
+}
+
+/**
+ * Turns one runner's outcome into a RunnerResult. `xml` is the report text or null when the
+ * runner wrote none; `status` is its exit status; `log` its console output (optional). A missing
+ * report adds one failure; each error outside tests found in `log` (countLogErrors) adds one;
+ * a non-zero exit with still no failure recorded adds one, so a crash never looks green. With
+ * requireTests, zero executed tests (passed + failed) also adds one failure.
+ */
+export function runnerResult(runner, { xml, status, log = "", requireTests = false }) {
+  const r = { runner, passed: 0, failed: 0, skipped: 0, notes: [] };
+  if (xml === null) {
+    r.failed = 1;
+    r.notes.push(`no JUnit report (runner crashed or never ran; exit ${status})`);
+    return r;
+  }
+  try {
+    Object.assign(r, countJUnit(xml));
+  } catch (e) {
+    r.failed = 1;
+    r.notes.push(`unreadable JUnit report: ${e.message}`);
+    return r;
+  }
+  const outside = countLogErrors(log);
+  if (outside > 0) {
+    r.failed += outside;
+    r.notes.push(
+      `${outside} error(s) outside any test (e.g. a file failed to load): see the output`,
+    );
+  }
+  if (status !== 0 && r.failed === 0) {
+    r.failed += 1;
+    r.notes.push(`runner exited ${status} but its report shows no failing test`);
+  }
+  if (requireTests && r.passed + r.failed === 0) {
+    r.failed += 1;
+    r.notes.push("zero tests executed (harness failure)");
+  }
+  return r;
+}
+
+/** Returns the closing line "N passed, N failed[, N skipped]" for RunnerResults. */
+export function summaryLine(results) {
+  const sum = (k) => results.reduce((a, r) => a + r[k], 0);
+  const skipped = sum("skipped");
+  return `${sum("passed")} passed, ${sum("failed")} failed` +
+    (skipped ? `, ${skipped} skipped` : "");
+}
+
+/** Prints one line per RunnerResult plus its notes. */
+export function printResults(title, results) {
+  console.log(`\n== ${title} ==`);
+  for (const r of results) {
+    const skip = r.skipped ? `, ${r.skipped} skipped` : "";
+    console.log(`${r.runner.padEnd(14)} ${r.passed} passed, ${r.failed} failed${skip}`);
+    for (const n of r.notes) console.log(`${"".padEnd(14)} note: ${n}`);
+  }
+}
