@@ -97,6 +97,7 @@ int main(int argc, char **argv)
     if (p2 < 0)
         die("xenevtchn_bind_interdomain");
     int fd1 = xenevtchn_fd(h1), fd2 = xenevtchn_fd(h2);
+    wait_port(h2, fd2, p2); /* the event Xen raises on the binder's port at bind */
 
     roundtrips(h1, fd1, p1, h2, fd2, p2, n / 10 + 1); /* warm-up */
     double t0 = now_ns();
