@@ -10,7 +10,7 @@
 import process from "node:process";
 import { type EventChannels, openEventChannels } from "../mod.ts";
 
-const n = Number(process.argv[2] ?? 10_000);
+const n = Number(process.argv[2] ?? process.env.XENCHAN_BENCH_ROUNDTRIPS ?? 10_000);
 const backend = (process.argv[3] ?? "ffi") as "ffi" | "sim";
 
 async function waitPort(handle: EventChannels, expect: number): Promise<void> {

@@ -19,7 +19,7 @@
  * @module
  */
 import { ClosedHandleError, XenCallError, XenUsageError } from "../plugins/errors.ts";
-import { loadXenLibraries, type XenLibraries } from "./load.ts";
+import { type LibcLibrary, loadLibc } from "./load.ts";
 import { sharedPoller } from "./poller.ts";
 
 /** EFD_SEMAPHORE: each read returns 1 and decrements the counter. */
@@ -60,7 +60,7 @@ export interface EventFdWaitOptions {
  * the loser waits again).
  */
 export class EventFd implements Disposable {
-  readonly #libs: XenLibraries;
+  readonly #libs: LibcLibrary;
   readonly #fd: number;
   readonly #word = new BigUint64Array(1);
   readonly #waits = new Set<AbortController>();
@@ -80,14 +80,14 @@ export class EventFd implements Disposable {
    */
   static async create(options: EventFdOptions = {}): Promise<EventFd> {
     checkOptions(options);
-    return new EventFd(await loadXenLibraries(), options);
+    return new EventFd(await loadLibc(), options);
   }
 
   /**
    * Synchronous form of create() for callers that already hold the loaded
    * libraries. Throws XenUsageError or XenCallError("eventfd") like create().
    */
-  constructor(libs: XenLibraries, options: EventFdOptions = {}) {
+  constructor(libs: LibcLibrary, options: EventFdOptions = {}) {
     checkOptions(options);
     this.#libs = libs;
     this.semaphore = options.semaphore ?? false;

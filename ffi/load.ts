@@ -16,22 +16,45 @@ import type { FfiRuntime, LoadedLibrary, Ptr, SymbolTable } from "./types.ts";
 /** xentoollog_level XTL_NUM_LEVELS: a logger at this level prints nothing. */
 const XTL_SILENT = 10;
 
-/** Everything the FFI backend calls, loaded and bound. */
-export interface XenLibraries {
+/** libc alone: enough for poll, eventfds and errno, on any Linux machine. */
+export interface LibcLibrary {
   readonly runtime: FfiRuntime;
+  readonly libc: LoadedLibrary<typeof LIBC>;
+  /** Reads errno; call it right after the failing call, in the same turn. */
+  errno(): number;
+}
+
+/** Everything the FFI backend calls, loaded and bound. */
+export interface XenLibraries extends LibcLibrary {
   readonly evtchn: LoadedLibrary<typeof EVTCHN>;
   readonly gnttab: LoadedLibrary<typeof GNTTAB>;
-  readonly libc: LoadedLibrary<typeof LIBC>;
   /**
    * A xentoollog logger that keeps libxengnttab's own error lines off stderr
    * (they become typed errors instead), or null if one could not be made.
    */
   readonly logger: Ptr | null;
-  /** Reads errno; call it right after the failing call, in the same turn. */
-  errno(): number;
 }
 
+let loadedLibc: Promise<LibcLibrary> | undefined;
 let loaded: Promise<XenLibraries> | undefined;
+
+/**
+ * Loads libc only (once per process): for eventfds and the poller on
+ * machines without the Xen libraries. Rejects with LibraryNotFoundError, or
+ * Deno's NotCapable without --allow-ffi.
+ */
+export function loadLibc(): Promise<LibcLibrary> {
+  loadedLibc ??= openLibc();
+  loadedLibc.catch(() => loadedLibc = undefined);
+  return loadedLibc;
+}
+
+async function openLibc(): Promise<LibcLibrary> {
+  const runtime = await ffiRuntime();
+  const libc = openLibrary(runtime, "libc", LIBC);
+  const errnoCell = new Int32Array(runtime.foreignBuffer(libc.symbols.__errno_location()!, 4));
+  return { runtime, libc, errno: () => errnoCell[0] };
+}
 
 /**
  * Loads libxenevtchn, libxengnttab, libxentoollog and libc (once per process).
@@ -45,19 +68,10 @@ export function loadXenLibraries(): Promise<XenLibraries> {
 }
 
 async function loadAll(): Promise<XenLibraries> {
-  const runtime = await ffiRuntime();
-  const libc = openLibrary(runtime, "libc", LIBC);
-  const evtchn = openLibrary(runtime, "evtchn", EVTCHN);
-  const gnttab = openLibrary(runtime, "gnttab", GNTTAB);
-  const errnoCell = new Int32Array(runtime.foreignBuffer(libc.symbols.__errno_location()!, 4));
-  return {
-    runtime,
-    evtchn,
-    gnttab,
-    libc,
-    logger: quietLogger(runtime, libc),
-    errno: () => errnoCell[0],
-  };
+  const base = await loadLibc();
+  const evtchn = openLibrary(base.runtime, "evtchn", EVTCHN);
+  const gnttab = openLibrary(base.runtime, "gnttab", GNTTAB);
+  return { ...base, evtchn, gnttab, logger: quietLogger(base.runtime, base.libc) };
 }
 
 function quietLogger(runtime: FfiRuntime, libc: LoadedLibrary<typeof LIBC>): Ptr | null {

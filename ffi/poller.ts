@@ -9,7 +9,7 @@
  * @module
  */
 import { XenCallError } from "../plugins/errors.ts";
-import type { XenLibraries } from "./load.ts";
+import type { LibcLibrary } from "./load.ts";
 
 const EFD_NONBLOCK = 0o4000;
 const EFD_CLOEXEC = 0o2000000;
@@ -27,14 +27,14 @@ interface Waiter {
 
 /** Shared readiness waiting over many fds; see the module comment. */
 export class FdPoller {
-  readonly #libs: XenLibraries;
+  readonly #libs: LibcLibrary;
   readonly #wakeFd: number;
   readonly #waiters = new Set<Waiter>();
   #running = false;
   #word = new BigUint64Array(1);
 
   /** Creates the wake eventfd. Throws XenCallError("eventfd") on failure. */
-  constructor(libs: XenLibraries) {
+  constructor(libs: LibcLibrary) {
     this.#libs = libs;
     const fd = libs.libc.symbols.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (fd < 0) throw new XenCallError("eventfd", libs.errno());
@@ -138,7 +138,7 @@ function writePollFd(view: DataView, index: number, fd: number, events: number):
 let shared: FdPoller | undefined;
 
 /** The process-wide poller (created on first use). */
-export function sharedPoller(libs: XenLibraries): FdPoller {
+export function sharedPoller(libs: LibcLibrary): FdPoller {
   shared ??= new FdPoller(libs);
   return shared;
 }

@@ -1,0 +1,164 @@
+/**
+ * Doorbell write -> notifier wake-up cost through a REAL eventfd, against a C
+ * loop doing the same eventfd operations in the same run
+ * (bench/c/doorbell_eventfd.c, compiled here with gcc -O2).
+ *
+ * Loops (N iterations each, after N/10 warm-up; C and JS alternate for 3
+ * rounds and the median of each is reported):
+ *   rw:  ivshmem doorbell write (matches; EventFdNotifier writes 1 to the
+ *        eventfd) -> read() of the counter, no waiting.
+ *        C: write(efd, 1) -> read(efd).
+ *   seq: doorbell write -> wait through the shared FdPoller (poll(2) off
+ *        the JS thread: Deno nonblocking FFI, Bun Worker) -> read().
+ *        C: write(efd, 1) -> poll(efd, POLLIN, -1) -> read(efd).
+ * Also, JS only (no C counterpart): the doorbell model's dispatch cost with
+ * a pure-JS SimNotifier, for a hit and for a non-match reaching the I/O
+ * callback.
+ *
+ * Usage: deno run -A bench/doorbell.ts [N]
+ *        bun run bench/doorbell.ts [N]
+ * Needs gcc. Prints a short table, then ONE JSON line:
+ * {"name","iterations","js":{rw_ns,seq_ns,hit_ns,miss_ns},"c":{rw_ns,seq_ns},
+ *  "ratio":{"rw","seq"}}  (ratio = JS ns / C ns; lower is better).
+ */
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+import { EventFdNotifier, IvshmemDoorbell, SimNotifier } from "../plugins/doorbell/mod.ts";
+
+const n = Number(process.argv[2] ?? 20_000);
+const ROUNDS = 3;
+if (!Number.isInteger(n) || n <= 0) {
+  throw new Error(`iterations must be a positive integer, got ${process.argv[2]}`);
+}
+
+interface CResult {
+  readonly rw_ns: number;
+  readonly seq_ns: number;
+}
+
+/** Compiles and runs the C baseline; returns its per-iteration times. */
+function runC(iterations: number): CResult {
+  const source = fileURLToPath(new URL("./c/doorbell_eventfd.c", import.meta.url));
+  const dir = mkdtempSync(join(tmpdir(), "xenchan-doorbell-"));
+  try {
+    const binary = join(dir, "doorbell_eventfd");
+    execFileSync("gcc", ["-O2", "-Wall", "-o", binary, source], {
+      stdio: ["ignore", "inherit", "inherit"],
+    });
+    const out = execFileSync(binary, [String(iterations)], { encoding: "utf8" });
+    return JSON.parse(out.trim().split("\n").pop()!) as CResult;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function check(value: bigint | null): void {
+  if (value !== 1n) throw new Error(`eventfd read ${value}, expected 1n`);
+}
+
+const efd = await EventFdNotifier.create();
+const sim = new SimNotifier();
+let misses = 0;
+const dev = new IvshmemDoorbell({ onWrite: () => misses++ });
+dev.setPeer(1, [efd, sim]);
+
+function rwLoop(count: number): void {
+  for (let i = 0; i < count; i++) {
+    dev.ring(1, 0);
+    check(efd.read());
+  }
+}
+
+async function seqLoop(count: number): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    dev.ring(1, 0);
+    await efd.eventfd.waitReadable();
+    check(efd.read());
+  }
+}
+
+function hitLoop(count: number): void {
+  for (let i = 0; i < count; i++) dev.ring(1, 1);
+  if (sim.read() !== BigInt(count)) throw new Error("lost SimNotifier hits");
+}
+
+function missLoop(count: number): void {
+  const before = misses;
+  for (let i = 0; i < count; i++) dev.ring(2, 0);
+  if (misses - before !== count) throw new Error("lost non-matching writes");
+}
+
+async function time(loop: (count: number) => void | Promise<void>, count: number): Promise<number> {
+  await loop(Math.floor(count / 10) + 1);
+  const t0 = performance.now();
+  await loop(count);
+  return ((performance.now() - t0) * 1e6) / count;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+}
+
+// C and JS alternate, ROUNDS times, so both see the same machine load; medians are reported.
+const samples = {
+  c_rw: [] as number[],
+  c_seq: [] as number[],
+  rw: [] as number[],
+  seq: [] as number[],
+};
+const hits: number[] = [];
+const missed: number[] = [];
+for (let round = 0; round < ROUNDS; round++) {
+  const cRound = runC(n);
+  samples.c_rw.push(cRound.rw_ns);
+  samples.c_seq.push(cRound.seq_ns);
+  samples.rw.push(await time(rwLoop, n));
+  samples.seq.push(await time(seqLoop, n));
+  hits.push(await time(hitLoop, n * 10));
+  missed.push(await time(missLoop, n * 10));
+}
+const c = { rw_ns: median(samples.c_rw), seq_ns: median(samples.c_seq) };
+const js = {
+  rw_ns: median(samples.rw),
+  seq_ns: median(samples.seq),
+  hit_ns: median(hits),
+  miss_ns: median(missed),
+};
+dev.close();
+efd.close();
+sim.close();
+
+const round = (x: number) => +x.toFixed(2);
+const name = "Deno" in globalThis ? "deno" : "bun";
+const ratio = { rw: round(js.rw_ns / c.rw_ns), seq: round(js.seq_ns / c.seq_ns) };
+console.log(
+  `doorbell bench (${name}, ${n} iterations, median of ${ROUNDS} rounds, ns per iteration)`,
+);
+console.log(
+  `  rw  (write -> read):          js ${js.rw_ns.toFixed(0)}  c ${
+    c.rw_ns.toFixed(0)
+  }  ratio ${ratio.rw}`,
+);
+console.log(
+  `  seq (write -> poll -> read):  js ${js.seq_ns.toFixed(0)}  c ${
+    c.seq_ns.toFixed(0)
+  }  ratio ${ratio.seq}`,
+);
+console.log(`  model only: hit ${js.hit_ns.toFixed(0)}  miss ${js.miss_ns.toFixed(0)}`);
+console.log(JSON.stringify({
+  name,
+  iterations: n,
+  js: {
+    rw_ns: round(js.rw_ns),
+    seq_ns: round(js.seq_ns),
+    hit_ns: round(js.hit_ns),
+    miss_ns: round(js.miss_ns),
+  },
+  c: { rw_ns: c.rw_ns, seq_ns: c.seq_ns },
+  ratio,
+}));
