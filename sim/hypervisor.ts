@@ -8,6 +8,13 @@
  *
  * @module
  */
+import {
+  type AbiKind,
+  abiMaxPorts,
+  createAbi,
+  DEFAULT_ABI,
+  negotiateAbi,
+} from "../plugins/abi/mod.ts";
 import { XenUsageError } from "../plugins/errors.ts";
 import { VirtualClock } from "./clock.ts";
 import {
@@ -29,7 +36,7 @@ import type { SimContext } from "./context.ts";
 import { SimDomain } from "./domain.ts";
 import { SimFaults } from "./faults.ts";
 import { domainStats, type SimStats, sumStats } from "./inspect.ts";
-import { type PortEventState, QueuePortState } from "./port_state.ts";
+import type { PortEventState } from "./port_state.ts";
 import { SimDomainBackend } from "./process.ts";
 import { Prng } from "./prng.ts";
 import type { PortStatus } from "./xen_evtchn.ts";
@@ -45,7 +52,17 @@ export interface DomainOptions {
   readonly maxMaptrackFrames?: number;
   /** The domain kernel's gntalloc `limit` module parameter (default 1024). */
   readonly gntallocLimit?: number;
-  /** Pending/mask state (default QueuePortState with the FIFO ABI's 131072 ports). */
+  /**
+   * The event delivery ABI the guest asks for (default "fifo", as Linux
+   * does). If the hypervisor does not offer it (SimHypervisorOptions
+   * supportedAbis), the domain falls back to "2l", as Linux does when
+   * EVTCHNOP_init_control fails.
+   */
+  readonly abi?: AbiKind;
+  /**
+   * A custom pending/mask state instead of an ABI (for example
+   * QueuePortState: arrival-order delivery, no shared memory layout).
+   */
   readonly eventState?: PortEventState;
 }
 
@@ -61,6 +78,12 @@ export interface SimHypervisorOptions {
   readonly pagingMaxDelay?: number;
   /** Limits of dom0. */
   readonly dom0?: DomainOptions;
+  /**
+   * The event delivery ABIs this Xen offers (default ["2l", "fifo"], as
+   * Xen >= 4.4; ["2l"] models QEMU's Xen emulation; add "3l" to model the
+   * never-merged 3-level RFC).
+   */
+  readonly supportedAbis?: readonly AbiKind[];
 }
 
 /** A domain lifecycle event (the raw material of libxl's DOMAIN_SHUTDOWN/DEATH/DISK_EJECT). */
@@ -79,6 +102,8 @@ export interface SimDomainInfo {
   readonly domid: number;
   readonly state: "running" | "shutdown";
   readonly shutdownReason?: ShutdownReason;
+  /** The event delivery ABI in use, or "custom" for a caller-supplied eventState. */
+  readonly abi: AbiKind | "custom";
 }
 
 /** The simulated Xen host. Single-threaded; methods complete synchronously. */
@@ -92,6 +117,8 @@ export class SimHypervisor implements SimContext {
   /** The PRNG seed (used only with allocation "random"). */
   readonly seed: number;
   #prng?: Prng;
+  readonly #supportedAbis: readonly AbiKind[];
+  readonly #abis = new Map<number, AbiKind>();
   #domains = new Map<number, SimDomain>();
   #rover = 0;
   #nextFd: number;
@@ -107,6 +134,7 @@ export class SimHypervisor implements SimContext {
     if (!(Number.isInteger(this.pagingMaxDelay) && this.pagingMaxDelay >= 1)) {
       throw new XenUsageError("pagingMaxDelay must be a positive integer");
     }
+    this.#supportedAbis = options.supportedAbis ?? ["2l", "fifo"];
     this.#add(0, options.dom0 ?? {});
   }
 
@@ -215,9 +243,20 @@ export class SimHypervisor implements SimContext {
   domainInfo(domid: number): SimDomainInfo | undefined {
     const d = this.#domains.get(domid);
     if (!d || d.state === "dying") return undefined;
+    const abi = this.#abis.get(domid) ?? "custom";
     return d.state === "shutdown"
-      ? { domid, state: "shutdown", shutdownReason: d.shutdownReason }
-      : { domid, state: "running" };
+      ? { domid, state: "shutdown", shutdownReason: d.shutdownReason, abi }
+      : { domid, state: "running", abi };
+  }
+
+  /**
+   * The event delivery state of a live domain: the EventAbi (2l, 3l or fifo,
+   * whose `buffer` holds the guest-visible shared_info / FIFO pages) or the
+   * caller's custom state. For inspection: changing it bypasses Xen's rules.
+   * XenUsageError if the domain is not live.
+   */
+  eventState(domid: number): PortEventState {
+    return this.#live(domid).evtchn.state;
   }
 
   /** Domids of the live domains, ascending. */
@@ -303,7 +342,7 @@ export class SimHypervisor implements SimContext {
       DEFAULT_MAX_MAPTRACK_FRAMES,
     );
     const gntalloc = positive(o.gntallocLimit, "gntallocLimit", GNTALLOC_DEFAULT_LIMIT);
-    const eventState = o.eventState ?? new QueuePortState(EVTCHN_FIFO_NR_CHANNELS);
+    const eventState = o.eventState ?? this.#abiState(domid, o.abi, maxEvtchnPort);
     const config = {
       maxEvtchnPort,
       maxGrantFrames: frames,
@@ -312,6 +351,13 @@ export class SimHypervisor implements SimContext {
       eventState,
     };
     this.#domains.set(domid, new SimDomain(domid, config, this.#prng));
+  }
+
+  /** The domain's ABI state: the requested ABI, or 2-level when Xen lacks it. */
+  #abiState(domid: number, requested: AbiKind | undefined, maxEvtchnPort: number): PortEventState {
+    const kind = negotiateAbi(requested ?? DEFAULT_ABI, this.#supportedAbis);
+    this.#abis.set(domid, kind);
+    return createAbi(kind, { maxPorts: Math.min(abiMaxPorts(kind), maxEvtchnPort + 1) });
   }
 
   #live(domid: number): SimDomain {

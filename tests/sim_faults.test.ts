@@ -125,7 +125,12 @@ describe("sim faults: domain lifecycle", () => {
     const off = hv.onDomainEvent((e) => seen.push(e));
     assert.equal(hv.shutdown(d1, "reboot"), true);
     assert.equal(hv.shutdown(d1, "crash"), false);
-    assert.deepEqual(hv.domainInfo(d1), { domid: d1, state: "shutdown", shutdownReason: "reboot" });
+    assert.deepEqual(hv.domainInfo(d1), {
+      domid: d1,
+      state: "shutdown",
+      shutdownReason: "reboot",
+      abi: "fifo",
+    });
     hv.destroy(d1);
     assert.equal(hv.domainInfo(d1), undefined);
     hv.ejectDisk(0, "hdc");
@@ -263,7 +268,7 @@ describe("sim: virtual clock", () => {
 });
 
 describe("sim: hygiene", () => {
-  it("sim/ imports only its own modules and plugins/{backend,errors}.ts", () => {
+  it("sim/ imports only its own modules, plugins/{backend,errors}.ts and the pure ABIs", () => {
     const dir = fileURLToPath(new URL("../sim/", import.meta.url));
     const files = readdirSync(dir).filter((f) => f.endsWith(".ts"));
     assert.ok(files.length > 10);
@@ -272,7 +277,8 @@ describe("sim: hygiene", () => {
       assert.doesNotMatch(src, /\b(Deno|Bun)\./, `${f} uses a runtime API`);
       for (const [, spec] of src.matchAll(/from "([^"]+)"/g)) {
         assert.ok(
-          /^\.\/[a-z_0-9]+\.ts$/.test(spec) || /^\.\.\/plugins\/(backend|errors)\.ts$/.test(spec),
+          /^\.\/[a-z_0-9]+\.ts$/.test(spec) ||
+            /^\.\.\/plugins\/(backend|errors|abi\/mod)\.ts$/.test(spec),
           `${f} imports ${spec}`,
         );
       }

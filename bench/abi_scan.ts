@@ -1,0 +1,253 @@
+/**
+ * Event-delivery ABI scan benchmark.
+ *
+ * For each ABI (2L, 3L, FIFO) at 10, 1,000 and the maximum number of ports
+ * (ports 1..N unmasked, every other port masked), measures one "upcall
+ * round": Xen's set_pending for each raised event, then the guest scan
+ * delivering them to a callback. Patterns per round:
+ *   sparse  4 events on ports spread over 1..N (1 + k*N/4)
+ *   low     4 events on ports 1..4; the other N-4 ports stay idle
+ *   dense   every port 1..N
+ * Reports ns per delivered event and million events per second, next to a
+ * C implementation of the same 2-level round (bench/c/scan_2l.c, compiled
+ * here with gcc -O2 in the same run), with the TS/C ratio. Each number is
+ * the best of REPEATS measurements, C and TS interleaved, so that noise
+ * from other processes on the machine hits both sides alike. Each ABI kind
+ * is measured in its own child process (this script with --worker <kind>),
+ * so that one kind's JIT feedback does not make another's call sites
+ * polymorphic.
+ *
+ * Goals reported: TS 2-level within 3x of C; cost per event independent of
+ * the number of idle ports (the "low" rows at 10 vs the maximum).
+ *
+ * Run: node_modules/.bin/deno run -A bench/abi_scan.ts
+ *      node_modules/.bin/bun run bench/abi_scan.ts
+ * Needs gcc (apt-get install gcc). Environment: ABI_BENCH_EVENTS (events per
+ * measurement, default 1000000), ABI_BENCH_REPEATS (default 5).
+ */
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+import { type AbiKind, abiMaxPorts, createAbi, type EventAbi } from "../plugins/abi/mod.ts";
+
+const EVENTS = Number(process.env.ABI_BENCH_EVENTS ?? 1_000_000);
+const REPEATS = Number(process.env.ABI_BENCH_REPEATS ?? 5);
+const FEW = 4;
+const KINDS: readonly AbiKind[] = ["2l", "3l", "fifo"];
+const PATTERNS = ["sparse", "low", "dense"] as const;
+type Pattern = typeof PATTERNS[number];
+
+interface Case {
+  readonly kind: AbiKind;
+  readonly n: number;
+  readonly pattern: Pattern;
+  readonly rounds: number;
+  abi?: EventAbi;
+  best: number; // ns per event
+}
+
+/** The ports raised in each round; identical to scan_2l.c. */
+function portsFor(n: number, pattern: Pattern): Uint32Array {
+  if (pattern === "dense") return Uint32Array.from({ length: n }, (_, i) => i + 1);
+  if (pattern === "low") return Uint32Array.from({ length: FEW }, (_, k) => k + 1);
+  return Uint32Array.from({ length: FEW }, (_, k) => 1 + Math.floor((k * n) / FEW));
+}
+
+function rounds(
+  abi: EventAbi,
+  ports: Uint32Array,
+  count: number,
+  deliver: (p: number) => void,
+): number {
+  let events = 0;
+  for (let r = 0; r < count; r++) {
+    for (let i = 0; i < ports.length; i++) abi.setPending(ports[i]);
+    events += abi.scan(0, deliver);
+  }
+  return events;
+}
+
+let sink = 0;
+function deliver(port: number): void {
+  sink += port;
+}
+
+/** One TS measurement; returns ns per delivered event. */
+function measureTs(c: Case): number {
+  const ports = portsFor(c.n, c.pattern);
+  if (!c.abi) {
+    c.abi = createAbi(c.kind); // the full port space; 1..n unmasked, the rest masked
+    for (let p = 1; p <= c.n; p++) c.abi.unmask(p);
+    rounds(c.abi, ports, Math.floor(c.rounds / 5) + 1, deliver); // warm-up (JIT)
+  }
+  const t0 = performance.now();
+  const events = rounds(c.abi, ports, c.rounds, deliver);
+  return ((performance.now() - t0) * 1e6) / events;
+}
+
+function compileC(dir: string): string {
+  const src = fileURLToPath(new URL("./c/scan_2l.c", import.meta.url));
+  const exe = join(dir, "scan_2l");
+  try {
+    execFileSync("gcc", ["-O2", "-o", exe, src], { stdio: "pipe" });
+  } catch (e) {
+    throw new Error(
+      `cannot compile ${src} with gcc -O2 (apt-get install gcc): ${(e as Error).message}`,
+    );
+  }
+  return exe;
+}
+
+/** One C measurement of every 2L case; returns "n/pattern" -> ns per event. */
+function measureC(exe: string, cases: readonly Case[]): Map<string, number> {
+  const args = cases.flatMap((c) => [String(c.n), c.pattern, String(c.rounds)]);
+  const map = new Map<string, number>();
+  for (const line of execFileSync(exe, args, { encoding: "utf8" }).trim().split("\n")) {
+    const [n, pattern, , events, ns] = line.split(" ");
+    map.set(`${n}/${pattern}`, Number(ns) / Number(events));
+  }
+  return map;
+}
+
+function table(rows: string[][]): void {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  for (const r of rows) console.log(r.map((cell, i) => cell.padStart(widths[i])).join("  "));
+}
+
+/**
+ * Child mode: one measurement of every case of `kind`, starting at case
+ * number `rotate` (so that over the repeats every case also runs early and
+ * late); prints "n pattern ns/event" lines.
+ */
+function worker(kind: AbiKind, rotate: number): void {
+  const mine = makeCases().filter((c) => c.kind === kind);
+  const r = rotate % mine.length;
+  for (const c of [...mine.slice(r), ...mine.slice(0, r)]) {
+    console.log(`${c.n} ${c.pattern} ${measureTs(c)}`);
+  }
+  if (sink < 0) throw new Error("unreachable");
+}
+
+function makeCases(): Case[] {
+  const cases: Case[] = [];
+  for (const kind of KINDS) {
+    for (const n of [10, 1000, abiMaxPorts(kind) - 1]) {
+      for (const pattern of PATTERNS) {
+        const perRound = pattern === "dense" ? n : FEW;
+        cases.push({
+          kind,
+          n,
+          pattern,
+          rounds: Math.max(3, Math.ceil(EVENTS / perRound)),
+          best: Infinity,
+        });
+      }
+    }
+  }
+  return cases;
+}
+
+/** Runs this script as a worker for `kind` with the same runtime; returns "n/pattern" -> ns/event. */
+function spawnWorker(kind: AbiKind, rotate: number): Map<string, number> {
+  const script = fileURLToPath(import.meta.url);
+  const tail = [script, "--worker", kind, String(rotate)];
+  const args = process.versions.bun ? ["run", ...tail] : ["run", "-A", ...tail];
+  const map = new Map<string, number>();
+  for (
+    const line of execFileSync(process.execPath, args, { encoding: "utf8" }).trim().split("\n")
+  ) {
+    const [n, pattern, ns] = line.split(" ");
+    map.set(`${n}/${pattern}`, Number(ns));
+  }
+  return map;
+}
+
+function main(): void {
+  const runtime = process.versions.bun
+    ? `bun ${process.versions.bun}`
+    : `deno ${process.versions.deno}`;
+  const cases = makeCases();
+  const c2l = cases.filter((c) => c.kind === "2l");
+  const cBest = new Map<string, number>();
+  const dir = mkdtempSync(join(tmpdir(), "xenchan-bench-"));
+  try {
+    const exe = compileC(dir);
+    for (let rep = 0; rep < REPEATS; rep++) {
+      for (const [k, v] of measureC(exe, c2l)) cBest.set(k, Math.min(v, cBest.get(k) ?? Infinity));
+      for (const kind of KINDS) {
+        const got = spawnWorker(kind, rep * 2);
+        for (const c of cases) {
+          if (c.kind === kind) {
+            c.best = Math.min(c.best, got.get(`${c.n}/${c.pattern}`) ?? Infinity);
+          }
+        }
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+
+  console.log(
+    `ABI scan benchmark: ${runtime}; best of ${REPEATS} x ${EVENTS} events; C = gcc -O2 bench/c/scan_2l.c`,
+  );
+  console.log(
+    "one round = set_pending for each raised event + one guest scan delivering them to a callback\n",
+  );
+  const rows = [[
+    "ABI",
+    "ports",
+    "pattern",
+    "TS ns/event",
+    "TS Mevents/s",
+    "C 2L ns/event",
+    "TS/C",
+  ]];
+  let worst2l = 0;
+  for (const c of cases) {
+    const cns = cBest.get(`${c.n}/${c.pattern}`);
+    const ratio = cns === undefined ? NaN : c.best / cns;
+    if (c.kind === "2l") worst2l = Math.max(worst2l, ratio);
+    rows.push([
+      c.kind,
+      String(c.n),
+      c.pattern,
+      c.best.toFixed(1),
+      (1e3 / c.best).toFixed(2),
+      cns === undefined ? "-" : cns.toFixed(1),
+      cns === undefined ? "-" : ratio.toFixed(2),
+    ]);
+  }
+  table(rows);
+  console.log(
+    `\n2L TS/C, worst case: ${worst2l.toFixed(2)}x (goal: within 3x): ${
+      worst2l <= 3 ? "met" : "NOT met"
+    }`,
+  );
+  console.log(
+    "cost per event at the maximum vs at 10 ports (low: only idle ports added; goal ~1x):",
+  );
+  const growth = [["ABI", "max ports", "low", "sparse", "dense"]];
+  let worstIdle = 0;
+  for (const kind of KINDS) {
+    const max = abiMaxPorts(kind) - 1;
+    const at = (n: number, p: Pattern) =>
+      cases.find((c) => c.kind === kind && c.n === n && c.pattern === p)!.best;
+    const cols: Pattern[] = ["low", "sparse", "dense"];
+    growth.push([kind, String(max), ...cols.map((p) => `${(at(max, p) / at(10, p)).toFixed(2)}x`)]);
+    worstIdle = Math.max(worstIdle, at(max, "low") / at(10, "low"));
+  }
+  table(growth);
+  console.log(
+    `idle ports: worst "low" growth from 10 ports to the maximum is ${worstIdle.toFixed(2)}x ` +
+      `(goal: independent of idle ports, taken as below 1.5x): ${
+        worstIdle < 1.5 ? "met" : "NOT met"
+      }`,
+  );
+}
+
+const argv = process.argv.slice(2);
+if (argv[0] === "--worker") worker(argv[1] as AbiKind, Number(argv[2] ?? 0));
+else main();
