@@ -48,6 +48,13 @@ export { EventChannels } from "./plugins/event_channels.ts";
 export type { EventChannelHoldings, WaitOptions } from "./plugins/event_channels.ts";
 export { GrantMapping, GrantShare, GrantTable, SharedGrant } from "./plugins/grants.ts";
 export type { AccessOptions, GrantHoldings, GrantRef, NotifyOptions } from "./plugins/grants.ts";
+export { defaultSimulator, SimHypervisor } from "./sim/mod.ts";
+export type {
+  DomainOptions,
+  SimDomainEvent,
+  SimDomainInfo,
+  SimHypervisorOptions,
+} from "./sim/mod.ts";
 
 /**
  * Which backend to use: "auto" (default), "ffi" (the real libraries; fails
