@@ -95,9 +95,9 @@ export class FfiEventChannels implements EventChannelDriver {
     return this.#poller.wait(this.fd, POLLIN, stop);
   }
 
-  pollNow(): number {
+  pollNow(timeoutMs = 0): number {
     this.#live();
-    return this.#poller.pollNow(this.fd, POLLIN);
+    return this.#poller.pollNow(this.fd, POLLIN, timeoutMs);
   }
 
   close(): void {

@@ -14,6 +14,7 @@ import type { LibcLibrary } from "./load.ts";
 const EFD_NONBLOCK = 0o4000;
 const EFD_CLOEXEC = 0o2000000;
 const POLLIN = 0x001;
+const EINTR = 4;
 const POLLFD_SIZE = 8;
 const MAX_CONSECUTIVE_POLL_FAILURES = 100;
 
@@ -70,13 +71,22 @@ export class FdPoller {
     });
   }
 
-  /** poll(fd, events, 0): the current revents, without waiting. */
-  pollNow(fd: number, events: number): number {
+  /**
+   * poll(fd, events, timeoutMs) on the calling thread: the revents, 0 on
+   * timeout. 0 (the default) never waits; anything else BLOCKS the calling
+   * thread (for Workers and dedicated processes). EINTR is retried.
+   * Throws XenCallError("poll") on other failures.
+   */
+  pollNow(fd: number, events: number, timeoutMs = 0): number {
     const entry = new Uint8Array(POLLFD_SIZE);
-    writePollFd(new DataView(entry.buffer), 0, fd, events);
-    const result = this.#libs.libc.symbols.poll(entry, 1n, 0);
-    if (result < 0) throw new XenCallError("poll", this.#libs.errno());
-    return new DataView(entry.buffer).getInt16(6, true);
+    const view = new DataView(entry.buffer);
+    writePollFd(view, 0, fd, events);
+    for (;;) {
+      const result = this.#libs.libc.symbols.poll(entry, 1n, timeoutMs);
+      if (result >= 0) return view.getInt16(6, true);
+      const errno = this.#libs.errno();
+      if (errno !== EINTR) throw new XenCallError("poll", errno);
+    }
   }
 
   #settle(waiter: Waiter, revents: number): void {
@@ -110,7 +120,7 @@ export class FdPoller {
         const result = await this.#libs.runtime.pollAsync(fds, batch.length + 1, -1);
         this.#drainWake();
         failures = result < 0 ? failures + 1 : 0;
-        if (failures >= MAX_CONSECUTIVE_POLL_FAILURES) throw new XenCallError("poll", 4);
+        if (failures >= MAX_CONSECUTIVE_POLL_FAILURES) throw new XenCallError("poll", EINTR);
         batch.forEach((w, i) => {
           const revents = view.getInt16((i + 1) * POLLFD_SIZE + 6, true);
           if (revents !== 0) this.#settle(w, revents);

@@ -92,8 +92,15 @@ export interface EventChannelDriver {
    * `signal` aborts. Never blocks the JavaScript event loop.
    */
   waitReadable(signal?: AbortSignal): Promise<number>;
-  /** Non-waiting readiness check: poll(fd, POLLIN, 0) revents. */
-  pollNow(): number;
+  /**
+   * poll(fd, POLLIN, timeoutMs) revents on the calling thread: 0 (the
+   * default) never waits; a positive timeout or -1 (forever) BLOCKS the
+   * calling thread, for Workers and dedicated processes only. The simulator
+   * cannot wait (nothing arrives while its only thread is blocked): it
+   * returns the current revents, and throws XenUsageError for -1 when
+   * nothing is pending (a real program would hang there).
+   */
+  pollNow(timeoutMs?: number): number;
   /** Closes the handle; the kernel unbinds every port still bound. */
   close(): void;
 }

@@ -180,6 +180,26 @@ export class EventChannels implements Disposable, AsyncDisposable {
   }
 
   /**
+   * BLOCKS the calling thread until a port is pending or `timeoutMs` passes
+   * (-1, the default: no limit), then returns the port (masked until
+   * unmask) or null on timeout. For a Worker or a process with nothing else
+   * to do, where it is as fast as C's poll-then-read; on the main thread
+   * use pending(), which never blocks. The simulator cannot wait: it
+   * returns at once (see EventChannelDriver.pollNow). Throws like pending(),
+   * and XenUsageError while a pending() is waiting on this handle.
+   */
+  pendingSync(timeoutMs = -1): number | null {
+    const driver = this.#live();
+    if (this.#reading) {
+      throw new XenUsageError("one reader per handle: a pending() is already waiting");
+    }
+    checkInteger("timeoutMs", timeoutMs, -1, 0x7fffffff);
+    const revents = driver.pollNow(timeoutMs);
+    if (revents & POLLNVAL) throw new ClosedHandleError("event channel file descriptor");
+    return revents & (POLLIN | POLLERR) ? driver.pending() : null;
+  }
+
+  /**
    * Yields pending ports as they arrive (each masked until unmask) until the
    * signal aborts or the handle closes; both end the iteration quietly.
    * Errors other than those are thrown from the loop. One reader per handle.

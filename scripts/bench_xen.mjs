@@ -6,7 +6,8 @@
 //   Deno: deno run -A --no-check bench/evtchn_roundtrip.ts
 //   Bun:  bun run bench/evtchn_roundtrip.ts
 // (the two TypeScript runs are skipped when bench/evtchn_roundtrip.ts does not exist). Each
-// prints one JSON line {"name","roundtrips","ns_per_roundtrip","notify_ns"}. Then it prints a
+// prints JSON lines {"name","roundtrips","ns_per_roundtrip","notify_ns"}: C one, each runtime one
+// for the awaited pending() and one for the blocking pendingSync(). Then it prints a
 // table of per-round-trip ratios against C from the same boot, and whether each runtime meets
 // the goal (ratio <= 1.3). Absolute times under TCG are noisy; only the ratios mean anything.
 // Environment: XENCHAN_BENCH_ROUNDTRIPS (N for C, also exported to the TS bench; default 10000),
@@ -35,7 +36,7 @@ export async function benchXen() {
     env: { XENCHAN_BENCH_ROUNDTRIPS: n },
   });
   const names = withTs ? ["c", "deno", "bun"] : ["c"];
-  const rows = names.map((name) => readBench(run.files, name));
+  const rows = names.flatMap((name) => readBench(run.files, name));
   console.log(`\ndom0 timings (s): ${JSON.stringify(run.timings)}; raw output in ${run.outDir}`);
   return { rows, ok: rows.every((r) => r.result !== null) };
 }
@@ -54,16 +55,20 @@ ${withTs ? `bench deno deno run -A --no-check ${TS_BENCH}\nbench bun bun run ${T
 `;
 }
 
-/** Reads one bench's outputs; result is the parsed JSON line or null (with the reason). */
+/** Reads one bench's outputs: a row per JSON line, or one row with result null (and the reason). */
 function readBench(files, name) {
   const text = (f) => files.get(f)?.toString("utf8") ?? "";
   const status = text(`${name}.status`).trim();
-  const json = text(`${name}.out`).split("\n").reverse().map(tryJson)
-    .find((j) => j && typeof j.ns_per_roundtrip === "number");
-  if (status === "0" && json) return { name, result: json };
-  const why = status === "" ? "did not run" : `exit ${status}${json ? "" : ", no JSON line"}`;
+  const results = text(`${name}.out`).split("\n").map(tryJson)
+    .filter((j) => j && typeof j.ns_per_roundtrip === "number");
+  if (status === "0" && results.length > 0) {
+    return results.map((result) => ({ name: result.name, result }));
+  }
+  const why = status === ""
+    ? "did not run"
+    : `exit ${status}${results.length ? "" : ", no JSON line"}`;
   const err = text(`${name}.err`).trim().split("\n").slice(-10).join("\n");
-  return { name, result: null, why: err ? `${why}\n${err}` : why };
+  return [{ name, result: null, why: err ? `${why}\n${err}` : why }];
 }
 
 function tryJson(line) {
@@ -77,11 +82,11 @@ function tryJson(line) {
 /** Prints the table; returns true when every runtime meets the goal. */
 function printTable(rows) {
   const c = rows.find((r) => r.name === "c")?.result;
-  console.log("\nbench      roundtrips   us/roundtrip   notify us   vs C    goal <= 1.3x");
+  console.log("\nbench           roundtrips   us/roundtrip   notify us   vs C    goal <= 1.3x");
   let allMeet = true;
   for (const row of rows) {
     if (!row.result) {
-      console.log(`${row.name.padEnd(10)} FAILED: ${row.why}`);
+      console.log(`${row.name.padEnd(15)} FAILED: ${row.why}`);
       allMeet = false;
       continue;
     }
@@ -90,7 +95,7 @@ function printTable(rows) {
     const meets = row.name === "c" ? "(baseline)" : ratio <= GOAL ? "meets" : "MISSES";
     if (row.name !== "c" && !(ratio <= GOAL)) allMeet = false;
     console.log(
-      `${row.name.padEnd(10)} ${String(r.roundtrips).padStart(10)}   ` +
+      `${row.name.padEnd(15)} ${String(r.roundtrips).padStart(10)}   ` +
         `${us(r.ns_per_roundtrip).padStart(12)}   ${us(r.notify_ns).padStart(9)}   ` +
         `${Number.isNaN(ratio) ? "  n/a" : ratio.toFixed(2).padStart(5)}   ${meets}`,
     );

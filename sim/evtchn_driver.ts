@@ -207,10 +207,22 @@ export class SimEventChannelDriver implements EventChannelDriver, SimHandle {
     return ring[this.#cons++ & (ring.length - 1)];
   }
 
-  /** poll(fd, POLLIN, 0): POLLERR after overflow, POLLIN when a port is queued, else 0. */
-  pollNow(): number {
+  /**
+   * poll(fd, POLLIN, timeout): POLLERR after overflow, POLLIN when a port is
+   * queued, else 0. It never waits: nothing can arrive while the
+   * simulator's only thread would be blocked, so a timeout ends at once;
+   * -1 (forever) with nothing pending throws XenUsageError, where a real
+   * single-threaded program would hang.
+   */
+  pollNow(timeoutMs = 0): number {
     this.#open();
-    return this.#revents();
+    const revents = this.#revents();
+    if (revents === 0 && timeoutMs < 0) {
+      throw new XenUsageError(
+        "poll(-1) would block forever: nothing is pending and nothing else can run",
+      );
+    }
+    return revents;
   }
 
   /**

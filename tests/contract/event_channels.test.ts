@@ -236,6 +236,28 @@ for (const target of await contractTargets()) {
       }
     });
 
+    test("pendingSync returns a ready port, or null once the timeout passes", async (options) => {
+      const p = await loopback(options);
+      try {
+        assert.equal(p.b.pendingSync(0), null);
+        assert.equal(p.b.pendingSync(20), null);
+        p.a.notify(p.portA);
+        await sleep(20); // the simulator delivers at once; real Xen within microseconds
+        assert.equal(p.b.pendingSync(5_000), p.portB);
+        p.b.unmask(p.portB);
+        assert.throws(() => p.b.pendingSync(-2), XenUsageError);
+        if (target.name === "sim") {
+          // Nothing can arrive while the simulator's only thread would block.
+          assert.throws(() => p.b.pendingSync(-1), XenUsageError);
+        }
+        const waiting = p.b.pending({ signal: AbortSignal.timeout(50) });
+        assert.throws(() => p.b.pendingSync(0), XenUsageError);
+        await assert.rejects(waiting, { name: "TimeoutError" });
+      } finally {
+        p.close();
+      }
+    });
+
     test("ports() yields each event and ends quietly on abort", async (options) => {
       const p = await loopback(options);
       try {
