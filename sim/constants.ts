@@ -17,7 +17,7 @@ export const DOMID_MAX = 0xffff;
 export const NR_VIRQS = 24;
 
 /** VIRQ numbers (xen/include/public/xen.h). */
-export const VIRQ = Object.freeze({
+export const VIRQ = {
   TIMER: 0,
   DEBUG: 1,
   CONSOLE: 2,
@@ -31,10 +31,10 @@ export const VIRQ = Object.freeze({
   ARGO: 11,
   ENOMEM: 12,
   XENPMU: 13,
-});
+} as const;
 
 /** Grant operation status codes (GNTST_*, xen/include/public/grant_table.h). */
-export const GNTST = Object.freeze({
+export const GNTST = {
   okay: 0,
   general_error: -1,
   bad_domain: -2,
@@ -49,7 +49,7 @@ export const GNTST = Object.freeze({
   address_too_big: -11,
   eagain: -12,
   no_space: -13,
-});
+} as const;
 
 /** grant_entry_v1.flags: the grantee may map/copy (xen/include/public/grant_table.h). */
 export const GTF_permit_access = 1;
@@ -88,14 +88,14 @@ export const PAGING_MAX_DELAY = 256;
 export const EVTCHN_RING_INITIAL = 64;
 
 /** SHUTDOWN_* reasons (xen/include/public/sched.h). */
-export const SHUTDOWN_REASONS = Object.freeze({
+export const SHUTDOWN_REASONS = {
   poweroff: 0,
   reboot: 1,
   suspend: 2,
   crash: 3,
   watchdog: 4,
   soft_reset: 5,
-});
+} as const;
 
 /** A domain shutdown reason by name. */
 export type ShutdownReason = keyof typeof SHUTDOWN_REASONS;

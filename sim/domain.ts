@@ -46,8 +46,8 @@ export class SimDomain {
   readonly evtchn: DomainEventChannels;
   readonly kernel: DomainKernel;
   readonly grants: DomainGrantTable;
-  readonly handles = new Set<SimHandle>();
-  readonly processes = new Set<SimProcessRef>();
+  readonly handles: Set<SimHandle> = new Set();
+  readonly processes: Set<SimProcessRef> = new Set();
   /** gntalloc's gref_size and limit. */
   gntallocUsed = 0;
   readonly gntallocLimit: number;

@@ -95,7 +95,7 @@ export function nrChannels3l(wordBits: WordBits): number {
 }
 
 /** FIFO ABI constants (event_channel.h, identical on every architecture). */
-export const FIFO = Object.freeze({
+export const FIFO = {
   /** EVTCHN_FIFO_PENDING: bit number in event_word_t. */
   PENDING: 31,
   /** EVTCHN_FIFO_MASKED. */
@@ -128,7 +128,7 @@ export const FIFO = Object.freeze({
   CONTROL_READY: 0,
   /** offsetof(struct evtchn_fifo_control_block, head). */
   CONTROL_HEAD: 8,
-});
+} as const;
 
 /** 1 << EVTCHN_FIFO_PENDING as a uint32 bit pattern (negative as int32). */
 export const FIFO_PENDING_BIT = 1 << FIFO.PENDING;

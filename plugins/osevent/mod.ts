@@ -1,0 +1,76 @@
+/**
+ * xenchan's libxl-style event machinery (tools/include/libxl_event.h):
+ * the OS-event registry with its two application styles (poll-loop and
+ * hooks), built-in loops for Deno, Bun and the simulator's virtual clock,
+ * and the event API (eventCheck / eventWait / events / registerCallbacks,
+ * DOMAIN_SHUTDOWN, DOMAIN_DEATH, DISK_EJECT, and EVTCHN_PORT for watched
+ * event channel handles).
+ *
+ * This module is what the top-level mod.ts re-exports; nothing here is
+ * runtime-specific except runtime_loop.ts and eventfd.ts, which go through
+ * ffi/.
+ *
+ * @example
+ * ```ts
+ * const hv = new SimHypervisor();
+ * using ctx = new EventContext({ clock: hv.clock, domains: simDomainSource(hv) });
+ * attachSimClockLoop(ctx);
+ * const d = hv.createDomain();
+ * ctx.enableDomainDeath(d, "guest-1");
+ * hv.shutdown(d, "reboot");
+ * const ev = await ctx.eventWait(eventMask(EventType.DOMAIN_SHUTDOWN), { domid: d });
+ * ```
+ *
+ * @module
+ */
+export {
+  type DisasterHandler,
+  type EventCallbacks,
+  EventContext,
+  type EventContextOptions,
+  type EventContextStats,
+  eventTypeName,
+  type EventWaitOptions,
+  SYSTEM_CLOCK,
+} from "./context.ts";
+export {
+  DiskEjectEnable,
+  DomainDeathEnable,
+  type DomainEventSource,
+  type DomainState,
+  type RawDomainEvent,
+  shutdownReasonName,
+} from "./domain_events.ts";
+export { DisasterError, OsEventRegError } from "./errors.ts";
+export { EventFd, EventFdPortSource } from "./eventfd.ts";
+export { EventChannelWatch, type EventChannelWatchOptions } from "./evtchn_watch.ts";
+export {
+  BuiltinLoop,
+  type BuiltinLoopOptions,
+  type BuiltinLoopStats,
+  type FdWaiter,
+  type LoopTimers,
+  REAL_TIMERS,
+} from "./loop.ts";
+export type {
+  FdCallback,
+  FdWatch,
+  RegistryStats,
+  TimeoutCallback,
+  TimeoutWatch,
+} from "./registry.ts";
+export {
+  attachBunLoop,
+  attachDenoLoop,
+  attachRuntimeLoop,
+  type RuntimeLoopOptions,
+  runtimeName,
+} from "./runtime_loop.ts";
+export {
+  attachSimClockLoop,
+  type SimClockLoopOptions,
+  type VirtualTimerClock,
+  virtualTimers,
+} from "./sim_clock_loop.ts";
+export { type SimDomainEventsLike, simDomainSource } from "./sim_domains.ts";
+export * from "./types.ts";
