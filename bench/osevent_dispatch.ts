@@ -291,7 +291,7 @@ async function onePoller(n: number, rounds: number): Promise<WaitResult> {
 async function perHandleDeno(n: number, rounds: number): Promise<WaitResult> {
   const before = procStatus();
   const efds: EventFd[] = [];
-  for (let i = 0; i < n; i++) efds.push(await EventFd.open());
+  for (let i = 0; i < n; i++) efds.push(await EventFd.create());
   const pollers = efds.map(() => new FdPoller(libs));
   const abort = new AbortController();
   const ready = new Map<number, () => void>();
@@ -304,7 +304,7 @@ async function perHandleDeno(n: number, rounds: number): Promise<WaitResult> {
         const revents = await pollers[i].wait(e.fd, POLLIN, abort.signal);
         armed--;
         if (!revents) continue;
-        e.drain();
+        e.read();
         ready.get(i)?.();
       }
     };
@@ -338,7 +338,7 @@ async function perHandleDeno(n: number, rounds: number): Promise<WaitResult> {
 async function perHandleBun(n: number, rounds: number): Promise<WaitResult> {
   const before = procStatus();
   const efds: EventFd[] = [];
-  for (let i = 0; i < n; i++) efds.push(await EventFd.open());
+  for (let i = 0; i < n; i++) efds.push(await EventFd.create());
   const url = new URL("../ffi/poll_worker.ts", import.meta.url).href;
   const ready = new Map<number, () => void>();
   let armed = 0;
@@ -357,7 +357,7 @@ async function perHandleBun(n: number, rounds: number): Promise<WaitResult> {
     w.onmessage = () => {
       armed--;
       if (stopping) return;
-      e.drain();
+      e.read();
       ready.get(i)?.();
       post();
     };
@@ -402,7 +402,7 @@ async function denoConcurrencyProbe(
 ): Promise<{ latencyMs: number; threads: number }> {
   const before = procStatus();
   const efds: EventFd[] = [];
-  for (let i = 0; i < n; i++) efds.push(await EventFd.open());
+  for (let i = 0; i < n; i++) efds.push(await EventFd.create());
   const polls = efds.map((e) => {
     const fds = new Uint8Array(8);
     const view = new DataView(fds.buffer);

@@ -57,26 +57,34 @@ interface PollReply {
   readonly fds: ArrayBuffer;
 }
 
-let worker: Worker | undefined;
+type PollWorker = Worker & { ref(): void; unref(): void };
 
-function pollWorker(): Worker {
-  if (!worker) {
-    worker = new Worker(new URL("./poll_worker.ts", import.meta.url).href);
-    (worker as unknown as { unref(): void }).unref();
-  }
-  return worker;
-}
+/** Workers with no poll in flight, kept for the next call. */
+const idleWorkers: PollWorker[] = [];
 
+/**
+ * Runs one poll(2) in a Worker: an idle one, or a new one when every worker
+ * is busy (each FdPoller has at most one poll in flight, so there are as
+ * many workers as pollers). A worker keeps the process alive only while
+ * its poll is in flight.
+ */
 function pollInWorker(fds: Uint8Array, count: number, timeoutMs: number): Promise<number> {
-  const target = pollWorker();
+  const worker = idleWorkers.pop() ??
+    new Worker(new URL("./poll_worker.ts", import.meta.url).href) as PollWorker;
+  worker.ref();
   return new Promise((resolve, reject) => {
-    target.onmessage = (event: MessageEvent<PollReply>) => {
+    worker.onmessage = (event: MessageEvent<PollReply>) => {
       fds.set(new Uint8Array(event.data.fds));
+      worker.unref();
+      idleWorkers.push(worker);
       resolve(event.data.result);
     };
-    target.onerror = (event) => reject(new Error(`poll worker failed: ${event.message}`));
+    worker.onerror = (event) => {
+      worker.terminate();
+      reject(new Error(`poll worker failed: ${event.message}`));
+    };
     const copy = fds.slice(0, count * 8);
-    target.postMessage({ fds: copy.buffer, count, timeoutMs }, [copy.buffer]);
+    worker.postMessage({ fds: copy.buffer, count, timeoutMs }, [copy.buffer]);
   });
 }
 
@@ -97,9 +105,4 @@ export const bunRuntime: FfiRuntime = {
     return ffi.toArrayBuffer(pointer, 0, byteLength);
   },
   pollAsync: pollInWorker,
-  setPollerActive(active: boolean): void {
-    const target = pollWorker() as unknown as { ref(): void; unref(): void };
-    if (active) target.ref();
-    else target.unref();
-  },
 };

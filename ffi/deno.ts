@@ -47,9 +47,7 @@ export const denoRuntime: FfiRuntime = {
   },
   pollAsync(fds: Uint8Array, count: number, timeoutMs: number): Promise<number> {
     waitLibrary ??= denoRuntime.open("libc.so.6", LIBC_WAIT);
-    return waitLibrary.symbols.poll(fds, BigInt(count), timeoutMs);
-  },
-  setPollerActive(_active: boolean): void {
     // An in-flight nonblocking call keeps Deno's event loop alive by itself.
+    return waitLibrary.symbols.poll(fds, BigInt(count), timeoutMs);
   },
 };

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { XenCallError } from "../plugins/errors.ts";
+import { ClosedHandleError, XenCallError } from "../plugins/errors.ts";
 import type { LibcLibrary } from "./load.ts";
 
 const EFD_NONBLOCK = 0o4000;
@@ -32,6 +32,7 @@ export class FdPoller {
   readonly #wakeFd: number;
   readonly #waiters = new Set<Waiter>();
   #running = false;
+  #closed = false;
   #word = new BigUint64Array(1);
 
   /** Creates the wake eventfd. Throws XenCallError("eventfd") on failure. */
@@ -54,6 +55,7 @@ export class FdPoller {
    * settles: cancel with `signal` before closing it.
    */
   wait(fd: number, events: number, signal?: AbortSignal): Promise<number> {
+    if (this.#closed) return Promise.reject(new ClosedHandleError("fd poller"));
     if (signal?.aborted) return Promise.resolve(0);
     return new Promise((resolve, reject) => {
       const onAbort = () => this.#settle(waiter, 0);
@@ -89,6 +91,24 @@ export class FdPoller {
     }
   }
 
+  /**
+   * Closes the poller: every wait in flight rejects with ClosedHandleError,
+   * later waits are refused, and the wake eventfd is closed once no poll is
+   * in flight. Idempotent. The shared poller is never closed.
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    const error = new ClosedHandleError("fd poller");
+    for (const w of this.#waiters) {
+      this.#waiters.delete(w);
+      w.cleanup();
+      w.reject(error);
+    }
+    if (this.#running) this.#wake();
+    else this.#libs.libc.symbols.close(this.#wakeFd);
+  }
+
   #settle(waiter: Waiter, revents: number): void {
     if (!this.#waiters.delete(waiter)) return;
     waiter.cleanup();
@@ -108,7 +128,6 @@ export class FdPoller {
 
   async #run(): Promise<void> {
     this.#running = true;
-    this.#libs.runtime.setPollerActive(true);
     let failures = 0;
     try {
       while (this.#waiters.size > 0) {
@@ -134,7 +153,7 @@ export class FdPoller {
       }
     } finally {
       this.#running = false;
-      this.#libs.runtime.setPollerActive(false);
+      if (this.#closed) this.#libs.libc.symbols.close(this.#wakeFd);
     }
   }
 }

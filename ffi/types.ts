@@ -95,10 +95,10 @@ export interface FfiRuntime {
   foreignBuffer(pointer: Ptr, byteLength: number): ArrayBuffer;
   /**
    * Runs `poll(2)` over `fds` (an array of struct pollfd) without blocking
-   * the JavaScript thread: Deno uses a nonblocking FFI call, Bun a Worker.
-   * Resolves with poll's return value; revents are written into `fds`.
+   * the JavaScript thread: Deno uses a nonblocking FFI call, Bun a Worker
+   * (one per concurrent call). Resolves with poll's return value; revents
+   * are written into `fds`. The process stays alive while a call is in
+   * flight, and only then.
    */
   pollAsync(fds: Uint8Array, count: number, timeoutMs: number): Promise<number>;
-  /** Lets the process exit while no wait is in flight (Bun's Worker). */
-  setPollerActive(active: boolean): void;
 }

@@ -206,7 +206,7 @@ describe(`built-in ${runtimeName()} loop with real fds`, () => {
   });
 
   it("an fd closed under a watch (POLLNVAL) is a disaster: fatal without a handler", async () => {
-    const efd = await EventFd.open();
+    const efd = await EventFd.create();
     const fd = efd.fd;
     const stale: PendingPortSource = {
       fd,

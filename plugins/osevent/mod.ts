@@ -42,7 +42,8 @@ export {
   shutdownReasonName,
 } from "./domain_events.ts";
 export { DisasterError, OsEventRegError } from "./errors.ts";
-export { EventFd, EventFdPortSource } from "./eventfd.ts";
+export { EventFdPortSource } from "./eventfd.ts";
+export { EventFd } from "../../ffi/eventfd.ts";
 export { EventChannelWatch, type EventChannelWatchOptions } from "./evtchn_watch.ts";
 export {
   BuiltinLoop,

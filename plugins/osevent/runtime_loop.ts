@@ -15,7 +15,7 @@
  *
  * @module
  */
-import { loadXenLibraries } from "../../ffi/load.ts";
+import { loadLibc } from "../../ffi/load.ts";
 import { sharedPoller } from "../../ffi/poller.ts";
 import { XenUsageError } from "../errors.ts";
 import type { EventContext } from "./context.ts";
@@ -56,7 +56,7 @@ export async function attachRuntimeLoop(
       "the built-in loop needs Deno or Bun; use attachSimClockLoop or your own hooks",
     );
   }
-  const poller = options.poller ?? sharedPoller(await loadXenLibraries());
+  const poller = options.poller ?? sharedPoller(await loadLibc());
   return new BuiltinLoop(ctx, {
     name,
     fdWaiter: poller,
