@@ -7,6 +7,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { POLLERR, POLLIN, POLLNVAL } from "../plugins/backend.ts";
 import { ClosedHandleError, XenCallError, XenUsageError } from "../plugins/errors.ts";
+import { callFailed } from "./helpers/errors.ts";
 import {
   DOMID_SELF,
   type PortEventState,
@@ -16,14 +17,7 @@ import {
   VIRQ,
 } from "../sim/mod.ts";
 
-function code(call: string, c: string): (e: unknown) => boolean {
-  return (e) => {
-    assert.ok(e instanceof XenCallError, `expected XenCallError, got ${e}`);
-    assert.equal(e.call, call);
-    assert.equal(e.code, c);
-    return true;
-  };
-}
+const code = callFailed;
 
 function setup() {
   const hv = new SimHypervisor();

@@ -9,17 +9,11 @@ import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { POLLNVAL } from "../plugins/backend.ts";
-import { ClosedHandleError, XenCallError, XenUsageError } from "../plugins/errors.ts";
+import { ClosedHandleError, XenUsageError } from "../plugins/errors.ts";
+import { callFailed } from "./helpers/errors.ts";
 import { GNTST, type SimDomainEvent, SimHypervisor, VIRQ, VirtualClock } from "../sim/mod.ts";
 
-function code(call: string, c: string): (e: unknown) => boolean {
-  return (e) => {
-    assert.ok(e instanceof XenCallError, `expected XenCallError, got ${e}`);
-    assert.equal(e.call, call);
-    assert.equal(e.code, c);
-    return true;
-  };
-}
+const code = callFailed;
 
 describe("sim faults: allocation failures (ENOMEM)", () => {
   it("fails the next open of each kind once, then works", () => {

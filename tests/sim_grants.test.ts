@@ -5,17 +5,11 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { ClosedHandleError, XenCallError, XenUsageError } from "../plugins/errors.ts";
+import { ClosedHandleError, XenUsageError } from "../plugins/errors.ts";
+import { callFailed } from "./helpers/errors.ts";
 import { DOMID_SELF, GNTST, GTF_permit_access, GTF_readonly, SimHypervisor } from "../sim/mod.ts";
 
-function code(call: string, c: string): (e: unknown) => boolean {
-  return (e) => {
-    assert.ok(e instanceof XenCallError, `expected XenCallError, got ${e}`);
-    assert.equal(e.call, call);
-    assert.equal(e.code, c);
-    return true;
-  };
-}
+const code = callFailed;
 
 const MAP = "xengnttab_map_grant_refs";
 const MAP1 = "xengnttab_map_grant_ref";
