@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { setImmediate } from "node:timers";
 import { ClosedHandleError, XenCallError } from "../plugins/errors.ts";
 import type { LibcLibrary } from "./load.ts";
 
@@ -32,6 +33,7 @@ export class FdPoller {
   readonly #wakeFd: number;
   readonly #waiters = new Set<Waiter>();
   #running = false;
+  #inFlight = false;
   #closed = false;
   #word = new BigUint64Array(1);
 
@@ -116,8 +118,9 @@ export class FdPoller {
     this.#wake();
   }
 
+  /** Interrupts the poll in flight so it picks up a changed set of waiters. */
   #wake(): void {
-    if (!this.#running) return;
+    if (!this.#inFlight) return;
     this.#word[0] = 1n;
     this.#libs.libc.symbols.write(this.#wakeFd, this.#word, 8n);
   }
@@ -136,7 +139,10 @@ export class FdPoller {
         const view = new DataView(fds.buffer);
         writePollFd(view, 0, this.#wakeFd, POLLIN);
         batch.forEach((w, i) => writePollFd(view, i + 1, w.fd, w.events));
-        const result = await this.#libs.runtime.pollAsync(fds, batch.length + 1, -1);
+        this.#inFlight = true;
+        const result = await this.#libs.runtime.pollAsync(fds, batch.length + 1, -1).finally(() => {
+          this.#inFlight = false;
+        });
         this.#drainWake();
         failures = result < 0 ? failures + 1 : 0;
         if (failures >= MAX_CONSECUTIVE_POLL_FAILURES) throw new XenCallError("poll", EINTR);
@@ -144,6 +150,9 @@ export class FdPoller {
           const revents = view.getInt16((i + 1) * POLLFD_SIZE + 6, true);
           if (revents !== 0) this.#settle(w, revents);
         });
+        // Let the consumers just woken run and wait again, so that their fds
+        // join the next poll instead of interrupting it a moment later.
+        if (this.#waiters.size > 0) await new Promise((resolve) => setImmediate(resolve));
       }
     } catch (error) {
       for (const w of this.#waiters) {
