@@ -12,6 +12,29 @@
 
 /** Counts leaf test cases in a JUnit report (see the file comment). */
 export function countJUnit(xml) {
+  const counts = { passed: 0, failed: 0, skipped: 0 };
+  for (const c of leafCases(xml)) counts[c.outcome]++;
+  return counts;
+}
+
+/**
+ * Counts the contract tests (leaf cases whose name ends in "[sim]" or "[ffi]", see
+ * tests/helpers/backends.ts) per backend: { sim: {passed, failed, skipped}, ffi: {...} }, only
+ * the backends that appear. Throws like countJUnit.
+ */
+export function countContract(xml) {
+  const out = {};
+  for (const c of leafCases(xml)) {
+    const backend = /\[(sim|ffi)\]$/.exec(c.name)?.[1];
+    if (!backend) continue;
+    out[backend] ??= { passed: 0, failed: 0, skipped: 0 };
+    out[backend][c.outcome]++;
+  }
+  return out;
+}
+
+/** The leaf <testcase>s of a report, each { name, outcome: "passed" | "failed" | "skipped" }. */
+function leafCases(xml) {
   if (!/<testsuites?\b/.test(xml)) throw new Error("not a JUnit XML report");
   const cases = [];
   const open = /<testcase\b((?:\s+[\w:.-]+\s*=\s*(?:"[^"]*"|'[^']*'))*)\s*(\/?)>/g;
@@ -26,14 +49,16 @@ export function countJUnit(xml) {
     cases.push({ name, body });
   }
   const names = cases.map((c) => c.name);
-  const counts = { passed: 0, failed: 0, skipped: 0 };
-  for (const c of cases) {
-    if (names.some((n) => n.startsWith(`${c.name} > `))) continue; // a deno describe group
-    if (/<(failure|error)\b/.test(c.body)) counts.failed++;
-    else if (/<skipped\b/.test(c.body)) counts.skipped++;
-    else counts.passed++;
-  }
-  return counts;
+  return cases
+    .filter((c) => !names.some((n) => n.startsWith(`${c.name} > `))) // not a deno describe group
+    .map((c) => ({
+      name: c.name,
+      outcome: /<(failure|error)\b/.test(c.body)
+        ? "failed"
+        : /<skipped\b/.test(c.body)
+        ? "skipped"
+        : "passed",
+    }));
 }
 
 function decode(s) {
@@ -69,6 +94,7 @@ export function runnerResult(runner, { xml, status, log = "", requireTests = fal
   }
   try {
     Object.assign(r, countJUnit(xml));
+    r.contract = countContract(xml);
   } catch (e) {
     r.failed = 1;
     r.notes.push(`unreadable JUnit report: ${e.message}`);
@@ -106,6 +132,11 @@ export function printResults(title, results) {
   for (const r of results) {
     const skip = r.skipped ? `, ${r.skipped} skipped` : "";
     console.log(`${r.runner.padEnd(14)} ${r.passed} passed, ${r.failed} failed${skip}`);
+    const contract = Object.entries(r.contract ?? {}).map(([backend, c]) =>
+      `${backend} ${c.passed} passed, ${c.failed} failed` +
+      (c.skipped ? `, ${c.skipped} skipped` : "")
+    );
+    if (contract.length) console.log(`${"".padEnd(14)} contract tests: ${contract.join("; ")}`);
     for (const n of r.notes) console.log(`${"".padEnd(14)} note: ${n}`);
   }
 }

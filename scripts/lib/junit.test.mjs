@@ -1,7 +1,7 @@
 // Self-tests of scripts/lib/junit.mjs (run by scripts/test_host.mjs under `node --test`).
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { countJUnit, countLogErrors, runnerResult, summaryLine } from "./junit.mjs";
+import { countContract, countJUnit, countLogErrors, runnerResult, summaryLine } from "./junit.mjs";
 
 // Shapes copied from real reports of deno 2.9.6 and bun 1.4.5 for the same file: a describe with
 // one passing, one failing and two skipped tests, plus a skipped describe.
@@ -55,6 +55,17 @@ describe("countJUnit", () => {
     const xml = `<testsuites><testsuite><testcase name="t"><error message="x"/></testcase>` +
       `</testsuite></testsuites>`;
     assert.deepEqual(countJUnit(xml), { passed: 0, failed: 1, skipped: 0 });
+  });
+  it("counts contract tests per backend from the [sim]/[ffi] name suffix", () => {
+    const xml = `<testsuites><testsuite>` +
+      `<testcase name="notify [sim]"/><testcase name="map [sim]"><failure/></testcase>` +
+      `<testcase name="notify [ffi]"><skipped/></testcase><testcase name="other"/>` +
+      `</testsuite></testsuites>`;
+    assert.deepEqual(countContract(xml), {
+      sim: { passed: 1, failed: 1, skipped: 0 },
+      ffi: { passed: 0, failed: 0, skipped: 1 },
+    });
+    assert.deepEqual(countContract(BUN), {});
   });
   it("rejects text that is not a JUnit report", () => {
     assert.throws(() => countJUnit("error: Module not found"), /not a JUnit/);
