@@ -46,6 +46,8 @@ export const XEN_SONAMES = [
 /** Project paths copied into dom0 (under /xenchan) for each run, when they exist. */
 export const PROJECT_PATHS = [
   "mod.ts",
+  "cli.ts",
+  "cli",
   "deno.json",
   "bunfig.toml",
   "ffi",

@@ -1,0 +1,33 @@
+/**
+ * The xenchan command line: `deno run -P cli.ts <command>` or
+ * `bun run cli.ts <command>`. Commands: demo, probe, watch, bench; see
+ * `--help`. SIGINT and SIGTERM stop a running watch cleanly.
+ *
+ * @module
+ */
+import process from "node:process";
+import { consoleOutput } from "./cli/io.ts";
+import { main } from "./cli/main.ts";
+
+if (import.meta.main) {
+  const controller = new AbortController();
+  const stop = () => controller.abort();
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
+  // Keeps the loop alive while a command waits on the simulator (pure promises). Without a
+  // timer, Bun 1.4 spins a CPU at 100% when only a signal listener is left in its loop.
+  const keepAlive = setInterval(() => {}, 1 << 30);
+  const out = consoleOutput();
+  let code: number;
+  try {
+    code = await main(process.argv.slice(2), out, controller.signal);
+  } catch (error) {
+    out.err(`xenchan: internal error: ${(error as Error)?.stack ?? String(error)}`);
+    code = 1;
+  }
+  clearInterval(keepAlive);
+  process.off("SIGINT", stop);
+  process.off("SIGTERM", stop);
+  // Pollers and workers of the FFI layer may still hold the loop: exit explicitly.
+  process.exit(code);
+}
