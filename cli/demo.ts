@@ -20,19 +20,25 @@
  * (that needs xenstore), so the DOMAIN_DEATH step is reported as skipped
  * there: never faked.
  *
+ * Both backends run the same phases in order: set-up of the back end,
+ * attaching the front end, the exchange, the crash and its unmap-notify
+ * event, domain death, then the checks and the report. What is the same on
+ * both is one function used by both: withBackEnd (set-up), exchangePhase
+ * (the exchange's timing and clean-up), crashAndAwaitUnmapNotify (the wait
+ * for the event and its timing), finishReport (the checks and the report).
+ * The rest is each backend's own (simDemo, ffiDemo); the child process is
+ * driven through cli/demo_child.ts.
+ *
  * @module
  */
-import { type ChildProcess, spawn } from "node:child_process";
-import { basename } from "node:path";
-import { fileURLToPath } from "node:url";
 import {
   type EventChannels,
-  type GrantShare,
   openEventChannels,
   openGrantShare,
   openGrantTable,
   selectBackend,
   SimHypervisor,
+  type XenBackend,
 } from "../mod.ts";
 import {
   attachSimClockLoop,
@@ -48,7 +54,8 @@ import {
   type ParsedValues,
   secondsOption,
 } from "./args.ts";
-import { childCommand, kernelEventAbi, openErrorHint, runtimeLabel } from "./facts.ts";
+import { type ChildExit, ChildFrontEnd } from "./demo_child.ts";
+import { kernelEventAbi, openErrorHint, runtimeLabel } from "./facts.ts";
 import { grouped, type Output } from "./io.ts";
 import { LIVE_OFFSET, RING_SIZE, SharedRing } from "./ring.ts";
 import { attachFrontEnd, type EndStats, runBackEnd, runFrontEnd } from "./split_driver.ts";
@@ -167,6 +174,7 @@ function stepDeadline(ms: number, what: string): { signal: AbortSignal; clear():
   return { signal: controller.signal, clear: () => clearTimeout(timer) };
 }
 
+/** Runs `run` with a signal that aborts after `ms` (see stepDeadline); resolves or rejects as it does. */
 async function within<T>(
   ms: number,
   what: string,
@@ -180,6 +188,8 @@ async function within<T>(
   }
 }
 
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
 /** Unmasks and discards events already pending on a handle; returns how many. */
 function drain(evtchn: EventChannels): number {
   let n = 0;
@@ -190,7 +200,132 @@ function drain(evtchn: EventChannels): number {
   return n;
 }
 
-function exchangeChecks(n: number, front: EndStats, back: EndStats): DemoCheck[] {
+// ---- phases shared by both backends ----
+
+/** The back end (dom0) as withBackEnd sets it up. */
+interface BackEnd {
+  readonly evtchn: EventChannels;
+  readonly ring: SharedRing;
+  /** The grant ref of the shared ring page. */
+  readonly ref: number;
+  /** The unbound port offered to the front end's domain. */
+  readonly port: number;
+  /** Reads the ring page's live byte (LIVE_OFFSET) now. */
+  live(): number;
+}
+
+/**
+ * Set-up of the back end: opens an event channel handle and a grant share
+ * handle on `backend`, shares one page with `frontDomid` as the ring
+ * (initialised) and binds an unbound port for `frontDomid`; then resolves
+ * with what `run` resolves with. Both handles are closed (the share first)
+ * when `run` settles or a step here throws. Rejects with what opening,
+ * sharing or binding throws (LibraryNotFoundError, XenCallError, ...) or
+ * what `run` rejects with.
+ */
+async function withBackEnd<T>(
+  backend: XenBackend | "ffi",
+  frontDomid: number,
+  run: (back: BackEnd) => Promise<T>,
+): Promise<T> {
+  using evtchn = await openEventChannels({ backend });
+  using shr = await openGrantShare({ backend });
+  const share = shr.sharePages(frontDomid, 1);
+  const page = share.pages[0];
+  const ring = new SharedRing(page);
+  ring.init();
+  const port = evtchn.bindUnboundPort(frontDomid);
+  return await run({ evtchn, ring, ref: share.refs[0], port, live: () => page[LIVE_OFFSET] });
+}
+
+/** The back end's loop (runBackEnd) on `back`: answers `requests` requests. Rejects as runBackEnd does. */
+function serveRequests(back: BackEnd, requests: number, signal: AbortSignal): Promise<EndStats> {
+  return runBackEnd({ evtchn: back.evtchn, port: back.port, ring: back.ring, requests, signal });
+}
+
+/**
+ * The exchange's timing and clean-up: runs `run` (both ends' loops,
+ * resolving with [front end stats, back end stats]) and times it; then,
+ * when `settleMs` > 0, waits that long for a last in-flight notification to
+ * land, and discards the events left pending on the back end's handle.
+ * Rejects with what `run` rejects with.
+ */
+async function exchangePhase(
+  back: BackEnd,
+  requests: number,
+  settleMs: number,
+  run: () => Promise<[EndStats, EndStats]>,
+): Promise<DemoReport["exchange"]> {
+  const tx = performance.now();
+  const [frontStats, backStats] = await run();
+  const ms = performance.now() - tx;
+  if (settleMs > 0) await sleep(settleMs);
+  drain(back.evtchn);
+  return { requests, front: frontStats, back: backStats, ms };
+}
+
+/** What the back end saw of the crash up to its unmap-notify event. */
+interface UnmapNotify {
+  readonly liveBefore: number;
+  readonly eventPort: number | null;
+  readonly eventMs: number | null;
+}
+
+/**
+ * The crash and its unmap-notify event: reads the live byte, calls `crash`,
+ * then waits up to `timeoutMs` for an event on the back end's handle (timed
+ * from the crash) and unmasks it. A missing event (timeout or failure) is
+ * not an error: eventPort stays null for the checks to report. Rejects only
+ * with what `crash` throws.
+ */
+async function crashAndAwaitUnmapNotify(
+  back: BackEnd,
+  timeoutMs: number,
+  crash: () => void,
+): Promise<UnmapNotify> {
+  const liveBefore = back.live();
+  const tc = performance.now();
+  crash();
+  let eventPort: number | null = null;
+  let eventMs: number | null = null;
+  try {
+    eventPort = await within(
+      timeoutMs,
+      "the unmap-notify event",
+      (signal) => back.evtchn.pending({ signal }),
+    );
+    eventMs = performance.now() - tc;
+    back.evtchn.unmask(eventPort);
+  } catch {
+    // reported by the checks
+  }
+  return { liveBefore, eventPort, eventMs };
+}
+
+/** The report's crash record: how it crashed, what the back end saw, the live byte afterwards. */
+function crashRecord(how: string, seen: UnmapNotify, liveAfter: number): DemoReport["crash"] {
+  return {
+    how,
+    liveBefore: seen.liveBefore,
+    liveAfter,
+    eventPort: seen.eventPort,
+    eventMs: seen.eventMs,
+  };
+}
+
+/** The report's setup record; the back end is dom0. */
+function setupRecord(
+  back: BackEnd,
+  frontDomid: number,
+  frontPort: number,
+  frontEnd: string,
+  abi: string,
+): DemoReport["setup"] {
+  return { backDomid: 0, frontDomid, ref: back.ref, backPort: back.port, frontPort, frontEnd, abi };
+}
+
+function exchangeChecks(exchange: DemoReport["exchange"]): DemoCheck[] {
+  const { requests: n, front, back } = exchange;
   return [
     {
       name: "every request answered",
@@ -213,12 +348,8 @@ function exchangeChecks(n: number, front: EndStats, back: EndStats): DemoCheck[]
   ];
 }
 
-function crashChecks(
-  backPort: number,
-  liveBefore: number,
-  liveAfter: number,
-  eventPort: number | null,
-): DemoCheck[] {
+function crashChecks(backPort: number, crash: DemoReport["crash"]): DemoCheck[] {
+  const { liveBefore, liveAfter, eventPort } = crash;
   return [
     {
       name: "live byte set while the front end runs",
@@ -240,6 +371,142 @@ function crashChecks(
   ];
 }
 
+/** A report's backend-specific part: everything finishReport does not add. */
+type DemoFindings = Omit<DemoReport, "runtime" | "checks" | "ok" | "ms">;
+
+/**
+ * The checks and the report: the exchange and crash checks of `findings`,
+ * then `last` (the backend's own final check); the report adds the runtime,
+ * `ok` (every check passed) and the milliseconds since `t0`.
+ */
+function finishReport(t0: number, findings: DemoFindings, last: DemoCheck): DemoReport {
+  const checks = [
+    ...exchangeChecks(findings.exchange),
+    ...crashChecks(findings.setup.backPort, findings.crash),
+    last,
+  ];
+  return {
+    backend: findings.backend,
+    reason: findings.reason,
+    runtime: runtimeLabel(),
+    setup: findings.setup,
+    exchange: findings.exchange,
+    crash: findings.crash,
+    death: findings.death,
+    parts: findings.parts,
+    checks,
+    skipped: findings.skipped,
+    ok: checks.every((c) => c.ok),
+    ms: performance.now() - t0,
+  };
+}
+
+// ---- the simulator: both ends in this process ----
+
+/** The front end in this process, attached by attachSimFrontEnd. */
+interface SimFrontEnd {
+  readonly evtchn: EventChannels;
+  readonly port: number;
+  readonly ring: SharedRing;
+}
+
+/**
+ * Attaching the front end on the simulator: opens handles as `frontProc`
+ * (a process of the front end's domain), binds to the back end's port and
+ * maps its ring page with unmap notification (attachFrontEnd). The handles
+ * are not closed: the front end's crash tears them down. Rejects with a
+ * timeout Error after `timeoutMs` without the bind-time event, or with what
+ * opening or attaching throws.
+ */
+async function attachSimFrontEnd(
+  frontProc: XenBackend,
+  back: BackEnd,
+  timeoutMs: number,
+): Promise<SimFrontEnd> {
+  const evtchn = await openEventChannels({ backend: frontProc });
+  const grants = await openGrantTable({ backend: frontProc });
+  const front = await within(
+    timeoutMs,
+    "the bind-time event",
+    (signal) => attachFrontEnd(evtchn, grants, 0, back.port, back.ref, signal),
+  );
+  return { evtchn, port: front.port, ring: front.ring };
+}
+
+/** The exchange on the simulator: both ends' loops at once, under one deadline. */
+function simExchange(
+  back: BackEnd,
+  front: SimFrontEnd,
+  options: DemoOptions,
+): Promise<DemoReport["exchange"]> {
+  const { requests, timeoutMs } = options;
+  return exchangePhase(
+    back,
+    requests,
+    0,
+    () =>
+      within(timeoutMs, "the exchange", (signal) =>
+        Promise.all([
+          runFrontEnd({ ...front, requests, signal }),
+          serveRequests(back, requests, signal),
+        ])),
+  );
+}
+
+/**
+ * Domain death on the simulator: destroys `domid`, then waits up to
+ * `timeoutMs` for its DOMAIN_DEATH from `ctx`. A missing event gives status
+ * "missing" with the error's message. Rejects only with what destroy throws.
+ */
+async function destroyAndAwaitDeath(
+  hv: SimHypervisor,
+  ctx: EventContext,
+  domid: number,
+  timeoutMs: number,
+): Promise<DemoReport["death"]> {
+  hv.destroy(domid);
+  try {
+    const ev = await within(
+      timeoutMs,
+      "DOMAIN_DEATH",
+      (signal) => ctx.eventWait(eventMask(EventType.DOMAIN_DEATH), { domid }, { signal }),
+    );
+    return {
+      status: "received",
+      detail: `DOMAIN_DEATH for domain ${ev.domid} (forUser ${JSON.stringify(ev.forUser)})`,
+    };
+  } catch (error) {
+    return { status: "missing", detail: (error as Error).message };
+  }
+}
+
+/** The simulator's final check: the domain's death came through the osevent layer. */
+function deathCheck(death: DemoReport["death"]): DemoCheck {
+  return {
+    name: "DOMAIN_DEATH through the osevent layer",
+    ok: death.status === "received",
+    detail: death.detail,
+  };
+}
+
+/** The event delivery ABI of the two simulated domains. */
+function simAbi(hv: SimHypervisor, frontDomid: number): string {
+  return `d0 ${hv.domainInfo(0)?.abi}, d${frontDomid} ${hv.domainInfo(frontDomid)?.abi} ` +
+    "(simulated: Xen offers 2-level and FIFO, and each domain asks for FIFO, as Linux does)";
+}
+
+function simParts(frontDomid: number): DemoReport["parts"] {
+  return [
+    ["event channels, grant share/map", "simulator (sim/, SimHypervisor)"],
+    ["front end", `simulated domain ${frontDomid}, same JS process`],
+    ["crash + unmap notification", "simulator (simulated Linux process teardown)"],
+    [
+      "DOMAIN_DEATH",
+      "simulator domain destroy -> osevent (EventContext, simDomainSource, sim clock loop)",
+    ],
+  ];
+}
+
 /** The demo on a private SimHypervisor: both ends in this process. */
 async function simDemo(options: DemoOptions, reason: string): Promise<DemoReport> {
   const t0 = performance.now();
@@ -247,365 +514,138 @@ async function simDemo(options: DemoOptions, reason: string): Promise<DemoReport
   const frontDomid = hv.createDomain();
   const backProc = hv.backend(0);
   const frontProc = hv.backend(frontDomid);
-  const abi = `d0 ${hv.domainInfo(0)?.abi}, d${frontDomid} ${hv.domainInfo(frontDomid)?.abi} ` +
-    "(simulated: Xen offers 2-level and FIFO, and each domain asks for FIFO, as Linux does)";
+  const abi = simAbi(hv, frontDomid);
   using ctx = new EventContext({ clock: hv.clock, domains: simDomainSource(hv) });
   attachSimClockLoop(ctx);
   ctx.enableDomainDeath(frontDomid, "demo front end");
-
-  // back end (dom0): ring page + unbound port for the front end's domain
-  using backEvt = await openEventChannels({ backend: backProc });
-  using shr: GrantShare = await openGrantShare({ backend: backProc });
-  const share = shr.sharePages(frontDomid, 1);
-  const backRing = new SharedRing(share.pages[0]);
-  backRing.init();
-  const backPort = backEvt.bindUnboundPort(frontDomid);
-
-  // front end (domU): bind, map with unmap notification
-  const frontEvt = await openEventChannels({ backend: frontProc });
-  const frontGnt = await openGrantTable({ backend: frontProc });
-  const front = await within(
-    options.timeoutMs,
-    "the bind-time event",
-    (signal) => attachFrontEnd(frontEvt, frontGnt, 0, backPort, share.refs[0], signal),
-  );
-
-  const tx = performance.now();
-  const [frontStats, backStats] = await within(
-    options.timeoutMs,
-    "the exchange",
-    (signal) =>
-      Promise.all([
-        runFrontEnd({
-          evtchn: frontEvt,
-          port: front.port,
-          ring: front.ring,
-          requests: options.requests,
-          signal,
-        }),
-        runBackEnd({
-          evtchn: backEvt,
-          port: backPort,
-          ring: backRing,
-          requests: options.requests,
-          signal,
-        }),
-      ]),
-  );
-  const exchangeMs = performance.now() - tx;
-  drain(backEvt);
-
-  // the crash: Linux-style teardown of the front end's process (mappings first)
-  const liveBefore = share.pages[0][LIVE_OFFSET];
-  const tc = performance.now();
-  frontProc.crash();
-  let eventPort: number | null = null;
-  let eventMs: number | null = null;
-  try {
-    eventPort = await within(
-      options.timeoutMs,
-      "the unmap-notify event",
-      (signal) => backEvt.pending({ signal }),
-    );
-    eventMs = performance.now() - tc;
-    backEvt.unmask(eventPort);
-  } catch {
-    // reported by the check below
-  }
-  const liveAfter = share.pages[0][LIVE_OFFSET];
-
-  // the domain dies: DOMAIN_DEATH through the osevent layer
-  hv.destroy(frontDomid);
-  let death: DemoReport["death"];
-  try {
-    const ev = await within(
-      options.timeoutMs,
-      "DOMAIN_DEATH",
-      (signal) =>
-        ctx.eventWait(eventMask(EventType.DOMAIN_DEATH), { domid: frontDomid }, { signal }),
-    );
-    death = {
-      status: "received",
-      detail: `DOMAIN_DEATH for domain ${ev.domid} (forUser ${JSON.stringify(ev.forUser)})`,
-    };
-  } catch (error) {
-    death = { status: "missing", detail: (error as Error).message };
-  }
-
-  const checks = [
-    ...exchangeChecks(options.requests, frontStats, backStats),
-    ...crashChecks(backPort, liveBefore, liveAfter, eventPort),
-    {
-      name: "DOMAIN_DEATH through the osevent layer",
-      ok: death.status === "received",
-      detail: death.detail,
-    },
-  ];
-  return {
-    backend: "sim",
-    reason,
-    runtime: runtimeLabel(),
-    setup: {
-      backDomid: 0,
-      frontDomid,
-      ref: share.refs[0],
-      backPort,
-      frontPort: front.port,
-      frontEnd: `simulated process ${frontProc.pid} of domain ${frontDomid}, in this process`,
-      abi,
-    },
-    exchange: { requests: options.requests, front: frontStats, back: backStats, ms: exchangeMs },
-    crash: {
-      how:
-        `the simulator killed process ${frontProc.pid} of d${frontDomid} (SimDomainBackend.crash(): ` +
+  return await withBackEnd(backProc, frontDomid, async (back) => {
+    const front = await attachSimFrontEnd(frontProc, back, options.timeoutMs);
+    const exchange = await simExchange(back, front, options);
+    // the crash: Linux-style teardown of the front end's process (mappings first)
+    const seen = await crashAndAwaitUnmapNotify(back, options.timeoutMs, () => frontProc.crash());
+    const crash = crashRecord(
+      `the simulator killed process ${frontProc.pid} of d${frontDomid} (SimDomainBackend.crash(): ` +
         "mappings torn down first, as Linux does)",
-      liveBefore,
-      liveAfter,
-      eventPort,
-      eventMs,
-    },
-    death,
-    parts: [
-      ["event channels, grant share/map", "simulator (sim/, SimHypervisor)"],
-      ["front end", `simulated domain ${frontDomid}, same JS process`],
-      ["crash + unmap notification", "simulator (simulated Linux process teardown)"],
-      [
-        "DOMAIN_DEATH",
-        "simulator domain destroy -> osevent (EventContext, simDomainSource, sim clock loop)",
-      ],
-    ],
-    checks,
-    skipped: [],
-    ok: checks.every((c) => c.ok),
-    ms: performance.now() - t0,
-  };
-}
-
-/** Collects a child's stdout lines; `next(prefix)` waits for the next line with that prefix. */
-class ChildLines {
-  readonly #lines: string[] = [];
-  readonly #waiters = new Set<() => void>();
-  #partial = "";
-  #ended = false;
-  stderr = "";
-
-  constructor(child: ChildProcess) {
-    child.stdout?.setEncoding("utf8");
-    child.stderr?.setEncoding("utf8");
-    child.stdout?.on("data", (chunk: string) => {
-      const parts = (this.#partial + chunk).split("\n");
-      this.#partial = parts.pop() ?? "";
-      this.#lines.push(...parts);
-      this.#wake();
-    });
-    child.stderr?.on("data", (chunk: string) => (this.stderr += chunk));
-    child.on("exit", () => {
-      this.#ended = true;
-      this.#wake();
-    });
-    child.on("error", (error) => {
-      // spawn failed (for example the runtime binary vanished): no exit event follows
-      this.stderr += error.message;
-      this.#ended = true;
-      this.#wake();
-    });
-  }
-
-  #wake(): void {
-    for (const w of [...this.#waiters]) w();
-  }
-
-  /** Resolves with the text after `prefix ` of the next such line; rejects on an `error` line, exit or abort. */
-  next(prefix: string, signal: AbortSignal): Promise<string> {
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        while (this.#lines.length > 0) {
-          const line = this.#lines.shift()!;
-          if (line.startsWith(`${prefix} `)) {
-            return finish(() => resolve(line.slice(prefix.length + 1)));
-          }
-          if (line.startsWith("error ")) {
-            return finish(() => reject(new Error(`front end failed: ${line.slice(6)}`)));
-          }
-        }
-        if (this.#ended) {
-          finish(() =>
-            reject(new Error(`front end exited before '${prefix}': ${this.stderr.trim()}`))
-          );
-        }
-      };
-      const onAbort = () => finish(() => reject(signal.reason));
-      const finish = (settle: () => void) => {
-        this.#waiters.delete(check);
-        signal.removeEventListener("abort", onAbort);
-        settle();
-      };
-      this.#waiters.add(check);
-      signal.addEventListener("abort", onAbort, { once: true });
-      check();
-    });
-  }
-}
-
-/** Resolves with the child's exit; rejects with the signal's reason on abort. */
-function exitOf(
-  child: ChildProcess,
-  abort: AbortSignal,
-): Promise<{ code: number | null; signal: string | null }> {
-  if (child.exitCode !== null || child.signalCode !== null) {
-    return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
-  }
-  return new Promise((resolve, reject) => {
-    const onAbort = () => reject(abort.reason);
-    abort.addEventListener("abort", onAbort, { once: true });
-    child.once("exit", (code, signal) => {
-      abort.removeEventListener("abort", onAbort);
-      resolve({ code, signal });
-    });
+      seen,
+      back.live(),
+    );
+    const death = await destroyAndAwaitDeath(hv, ctx, frontDomid, options.timeoutMs);
+    const frontEnd = `simulated process ${frontProc.pid} of domain ${frontDomid}, in this process`;
+    return finishReport(t0, {
+      backend: "sim",
+      reason,
+      setup: setupRecord(back, frontDomid, front.port, frontEnd, abi),
+      exchange,
+      crash,
+      death,
+      parts: simParts(frontDomid),
+      skipped: [],
+    }, deathCheck(death));
   });
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+// ---- real Xen: dom0 loopback, the front end in a child process ----
+
+/** The child front end's `ready` line. */
+interface ChildReady {
+  readonly pid: number;
+  readonly port: number;
+  readonly runtime: string;
+}
+
+/** Attaching the front end on real Xen: waits up to `timeoutMs` for the child's `ready` line. Rejects as ChildFrontEnd.next does. */
+async function childReady(child: ChildFrontEnd, timeoutMs: number): Promise<ChildReady> {
+  return JSON.parse(
+    await within(timeoutMs, "the front end to start", (signal) => child.next("ready", signal)),
+  ) as ChildReady;
+}
+
+/** The exchange on real Xen: the back end's loop here, then the child's stats from its `done` line. */
+function ffiExchange(
+  back: BackEnd,
+  child: ChildFrontEnd,
+  options: DemoOptions,
+): Promise<DemoReport["exchange"]> {
+  const { requests, timeoutMs } = options;
+  // settle 50 ms: let a last in-flight notification land before draining it
+  return exchangePhase(back, requests, 50, async () => {
+    const backStats = await within(
+      timeoutMs,
+      "the exchange",
+      (signal) => serveRequests(back, requests, signal),
+    );
+    const frontStats = JSON.parse(
+      await within(timeoutMs, "the front end's result", (signal) => child.next("done", signal)),
+    ) as EndStats;
+    return [frontStats, backStats];
+  });
+}
+
+/** Domain death in loopback: no domain dies, so it is skipped, never faked. */
+const LOOPBACK_DEATH: DemoReport["death"] = {
+  status: "skipped",
+  detail: "no domain dies in dom0 loopback, and xenchan's osevent layer has no real domain " +
+    "event source (it would need xenstore's @releaseDomain watch); not faked",
+};
+
+/** Real Xen's final check: the child was killed by the crash's SIGKILL. */
+function killedCheck(exit: ChildExit): DemoCheck {
+  return {
+    name: "front end process killed",
+    ok: exit.signal === "SIGKILL",
+    detail: `exit: ${exit.signal ?? `code ${exit.code}`}`,
+  };
+}
+
+/** The dom0 kernel's event delivery ABI, from its log. */
+function loopbackAbi(): string {
+  const abi = kernelEventAbi();
+  return abi.ok
+    ? `${abi.value} (dom0 kernel, ${abi.source})`
+    : `unknown (${abi.reason}); Linux uses FIFO whenever Xen offers it`;
+}
+
+function ffiParts(pid: number): DemoReport["parts"] {
+  return [
+    ["event channels, grant share/map", "REAL Xen (libxenevtchn / libxengnttab through FFI)"],
+    ["front end", `REAL separate process (pid ${pid}) in dom0 (loopback, domid 0)`],
+    [
+      "crash + unmap notification",
+      "REAL (SIGKILL; cleared by the dom0 kernel, event through Xen)",
+    ],
+    ["DOMAIN_DEATH", "SKIPPED (no domain dies in loopback; not simulated, not faked)"],
+  ];
+}
 
 /** The demo on real Xen, dom0 loopback: the front end is a child process. */
 async function ffiDemo(options: DemoOptions, reason: string): Promise<DemoReport> {
   const t0 = performance.now();
-  using backEvt = await openEventChannels({ backend: "ffi" });
-  using shr = await openGrantShare({ backend: "ffi" });
-  const share = shr.sharePages(0, 1);
-  const backRing = new SharedRing(share.pages[0]);
-  backRing.init();
-  const backPort = backEvt.bindUnboundPort(0);
-
-  const script = fileURLToPath(new URL("./demo_front.ts", import.meta.url));
-  const command = childCommand(script, [
-    "--ref",
-    String(share.refs[0]),
-    "--port",
-    String(backPort),
-    "--requests",
-    String(options.requests),
-    "--timeout-ms",
-    String(options.timeoutMs),
-  ]);
-  const [exe, ...args] = command;
-  const shown = [basename(exe), ...args.slice(0, args.indexOf(script) + 1)]
-    .map((word) => word === script ? "cli/demo_front.ts" : word).join(" ");
-  const child = spawn(exe, args, { stdio: ["ignore", "pipe", "pipe"] });
-  const lines = new ChildLines(child);
-  try {
-    const ready = JSON.parse(
-      await within(
-        options.timeoutMs,
-        "the front end to start",
-        (signal) => lines.next("ready", signal),
-      ),
-    ) as { pid: number; port: number; runtime: string };
-
-    const tx = performance.now();
-    const backStats = await within(
-      options.timeoutMs,
-      "the exchange",
-      (signal) =>
-        runBackEnd({
-          evtchn: backEvt,
-          port: backPort,
-          ring: backRing,
-          requests: options.requests,
-          signal,
-        }),
-    );
-    const frontStats = JSON.parse(
-      await within(
-        options.timeoutMs,
-        "the front end's result",
-        (signal) => lines.next("done", signal),
-      ),
-    ) as EndStats;
-    const exchangeMs = performance.now() - tx;
-    await sleep(50); // let a last in-flight notification land before draining it
-    drain(backEvt);
-
+  return await withBackEnd("ffi", 0, async (back) => {
+    const { requests, timeoutMs } = options;
+    using child = new ChildFrontEnd({ ref: back.ref, port: back.port, requests, timeoutMs });
+    const ready = await childReady(child, timeoutMs);
+    const exchange = await ffiExchange(back, child, options);
     // the crash: SIGKILL; the dom0 kernel tears the mapping down (clear byte + event)
-    const liveBefore = share.pages[0][LIVE_OFFSET];
-    const tc = performance.now();
-    child.kill("SIGKILL");
-    let eventPort: number | null = null;
-    let eventMs: number | null = null;
-    try {
-      eventPort = await within(
-        options.timeoutMs,
-        "the unmap-notify event",
-        (signal) => backEvt.pending({ signal }),
-      );
-      eventMs = performance.now() - tc;
-      backEvt.unmask(eventPort);
-    } catch {
-      // reported by the check below
-    }
-    const exit = await within(
-      options.timeoutMs,
-      "the front end to exit",
-      (signal) => exitOf(child, signal),
+    const seen = await crashAndAwaitUnmapNotify(back, timeoutMs, () => child.kill());
+    const exit = await within(timeoutMs, "the front end to exit", (signal) => child.exit(signal));
+    const crash = crashRecord(
+      `SIGKILL to pid ${ready.pid}; the real dom0 kernel (gntdev) tore its mapping down`,
+      seen,
+      back.live(),
     );
-    const liveAfter = share.pages[0][LIVE_OFFSET];
-
-    const abi = kernelEventAbi();
-    const death: DemoReport["death"] = {
-      status: "skipped",
-      detail: "no domain dies in dom0 loopback, and xenchan's osevent layer has no real domain " +
-        "event source (it would need xenstore's @releaseDomain watch); not faked",
-    };
-    const checks = [
-      ...exchangeChecks(options.requests, frontStats, backStats),
-      ...crashChecks(backPort, liveBefore, liveAfter, eventPort),
-      {
-        name: "front end process killed",
-        ok: exit.signal === "SIGKILL",
-        detail: `exit: ${exit.signal ?? `code ${exit.code}`}`,
-      },
-    ];
-    return {
+    const frontEnd =
+      `child process pid ${ready.pid} (${ready.runtime}: ${child.shown}), dom0 loopback`;
+    return finishReport(t0, {
       backend: "ffi",
       reason,
-      runtime: runtimeLabel(),
-      setup: {
-        backDomid: 0,
-        frontDomid: 0,
-        ref: share.refs[0],
-        backPort,
-        frontPort: ready.port,
-        frontEnd: `child process pid ${ready.pid} (${ready.runtime}: ${shown}), dom0 loopback`,
-        abi: abi.ok
-          ? `${abi.value} (dom0 kernel, ${abi.source})`
-          : `unknown (${abi.reason}); Linux uses FIFO whenever Xen offers it`,
-      },
-      exchange: { requests: options.requests, front: frontStats, back: backStats, ms: exchangeMs },
-      crash: {
-        how: `SIGKILL to pid ${ready.pid}; the real dom0 kernel (gntdev) tore its mapping down`,
-        liveBefore,
-        liveAfter,
-        eventPort,
-        eventMs,
-      },
-      death,
-      parts: [
-        ["event channels, grant share/map", "REAL Xen (libxenevtchn / libxengnttab through FFI)"],
-        ["front end", `REAL separate process (pid ${ready.pid}) in dom0 (loopback, domid 0)`],
-        [
-          "crash + unmap notification",
-          "REAL (SIGKILL; cleared by the dom0 kernel, event through Xen)",
-        ],
-        ["DOMAIN_DEATH", "SKIPPED (no domain dies in loopback; not simulated, not faked)"],
-      ],
-      checks,
-      skipped: [`DOMAIN_DEATH: ${death.detail}`],
-      ok: checks.every((c) => c.ok),
-      ms: performance.now() - t0,
-    };
-  } finally {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-  }
+      setup: setupRecord(back, 0, ready.port, frontEnd, loopbackAbi()),
+      exchange,
+      crash,
+      death: LOOPBACK_DEATH,
+      parts: ffiParts(ready.pid),
+      skipped: [`DOMAIN_DEATH: ${LOOPBACK_DEATH.detail}`],
+    }, killedCheck(exit));
+  });
 }
 
 function ms(value: number): string {
