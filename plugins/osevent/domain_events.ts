@@ -65,21 +65,12 @@ export function shutdownReasonName(code: number): string {
   return REASON_NAMES[code] ?? "unknown";
 }
 
-/**
- * An enabled domain death watch (libxl_evgen_domain_death): generates
- * DOMAIN_SHUTDOWN then DOMAIN_DEATH, or only DOMAIN_DEATH.
- */
-export class DomainDeathEnable implements Disposable {
+/** What the two event generators share: enabled state, disable() and dispose. */
+abstract class EventGenerator<Self> implements Disposable {
   #enabled = true;
-  /** @internal */ shutdownReported = false;
-  /** @internal */ deathReported = false;
 
-  /** Made by EventContext.enableDomainDeath; not constructed directly. */
-  constructor(
-    readonly domid: number,
-    readonly forUser: unknown,
-    readonly disableFn: (gen: DomainDeathEnable) => void,
-  ) {}
+  /** `disableFn` is the owning context's; it also identifies that context. */
+  constructor(readonly disableFn: (gen: Self) => void) {}
 
   /** Whether it still generates events. */
   get enabled(): boolean {
@@ -94,12 +85,13 @@ export class DomainDeathEnable implements Disposable {
   }
 
   /**
-   * Stops generating events (libxl_evdisable_domain_death). Events already
-   * generated may still be returned. Idempotent; a no-op once the context is
-   * closed. Throws XenUsageError from inside a disaster handler.
+   * Stops generating events (libxl_evdisable_domain_death /
+   * libxl_evdisable_disk_eject). Events already generated may still be
+   * returned. Idempotent; a no-op once the context is closed. Throws
+   * XenUsageError from inside a disaster handler.
    */
   disable(): void {
-    this.disableFn(this);
+    this.disableFn(this as unknown as Self);
   }
 
   /** Calls disable() (for `using`). */
@@ -108,42 +100,34 @@ export class DomainDeathEnable implements Disposable {
   }
 }
 
-/** An enabled disk eject watch (libxl_evgen_disk_eject): DISK_EJECT each time. */
-export class DiskEjectEnable implements Disposable {
-  #enabled = true;
+/**
+ * An enabled domain death watch (libxl_evgen_domain_death): generates
+ * DOMAIN_SHUTDOWN then DOMAIN_DEATH, or only DOMAIN_DEATH.
+ */
+export class DomainDeathEnable extends EventGenerator<DomainDeathEnable> {
+  /** @internal */ shutdownReported = false;
+  /** @internal */ deathReported = false;
 
+  /** Made by EventContext.enableDomainDeath; not constructed directly. */
+  constructor(
+    readonly domid: number,
+    readonly forUser: unknown,
+    disableFn: (gen: DomainDeathEnable) => void,
+  ) {
+    super(disableFn);
+  }
+}
+
+/** An enabled disk eject watch (libxl_evgen_disk_eject): DISK_EJECT each time. */
+export class DiskEjectEnable extends EventGenerator<DiskEjectEnable> {
   /** Made by EventContext.enableDiskEject; not constructed directly. */
   constructor(
     readonly domid: number,
     readonly vdev: string,
     readonly forUser: unknown,
-    readonly disableFn: (gen: DiskEjectEnable) => void,
-  ) {}
-
-  /** Whether it still generates events. */
-  get enabled(): boolean {
-    return this.#enabled;
-  }
-
-  /** @internal Marks it disabled; returns false if it already was. */
-  markDisabled(): boolean {
-    const was = this.#enabled;
-    this.#enabled = false;
-    return was;
-  }
-
-  /**
-   * Stops generating events (libxl_evdisable_disk_eject). Events already
-   * generated may still be returned. Idempotent; a no-op once the context is
-   * closed. Throws XenUsageError from inside a disaster handler.
-   */
-  disable(): void {
-    this.disableFn(this);
-  }
-
-  /** Calls disable() (for `using`). */
-  [Symbol.dispose](): void {
-    this.disable();
+    disableFn: (gen: DiskEjectEnable) => void,
+  ) {
+    super(disableFn);
   }
 }
 
