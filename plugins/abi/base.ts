@@ -40,8 +40,9 @@ export interface AbiParams {
 }
 
 /**
- * Base class of the three ABIs. Subclasses implement the port operations and
- * `handle` (one pass of the ABI's handle_events). Not exported from mod.ts.
+ * Base class of the three ABIs (2L and 3L through BitmapAbi, bitmap.ts).
+ * Subclasses implement the port operations and `handle` (one pass of the
+ * ABI's handle_events). Not exported from mod.ts.
  */
 export abstract class AbiBase implements EventAbi {
   abstract readonly kind: AbiKind;

@@ -22,57 +22,35 @@
  *
  * @module
  */
-import { callError } from "../errors.ts";
-import { AbiBase, type AbiParams, checkBindVcpu } from "./base.ts";
-import {
-  checkAbiPort,
-  type DeliverFn,
-  firstSetFrom,
-  NO_UPCALL,
-  UNMASK_NOTHING,
-  type UnmaskResult,
-} from "./types.ts";
+import type { AbiParams } from "./base.ts";
+import { BitmapAbi } from "./bitmap.ts";
+import { checkAbiPort, type DeliverFn, firstSetFrom, NO_UPCALL } from "./types.ts";
 
-/** The 3-level ABI for one domain. Construct via createAbi. */
-export class ThreeLevelAbi extends AbiBase {
+/**
+ * The 3-level ABI for one domain. Construct via createAbi. The PENDING/MASK
+ * port operations, bindToVcpu and setPriority are BitmapAbi's (bitmap.ts);
+ * its pBase/mBase are the L3 pending/mask bitmaps and its selIdx the L1.
+ */
+export class ThreeLevelAbi extends BitmapAbi {
   readonly kind = "3l" as const;
-  declare private readonly pBase: number;
-  declare private readonly mBase: number;
-  declare private readonly selIdx: Int32Array;
+  /** 32-bit index of the per-vCPU L2 bitmap. */
   declare private readonly l2Idx: Int32Array;
-  declare private readonly halves: number;
-  declare private readonly shift: number;
-  declare private readonly cpuMask: Int32Array;
-  declare private readonly cStride: number;
   /** Guest-private local copies of the L2 words taken by a scan (per vCPU). */
   declare private readonly loc: Int32Array;
-  /** Cursor: L3 word index and bit of the next port to serve (per vCPU). */
-  declare private readonly curWord: Int32Array;
-  declare private readonly curBit: Int32Array;
 
   /** Builds the state; all ports notify vCPU 0. */
   constructor(p: AbiParams) {
-    super("3l", p);
     const W = p.wordBits;
-    this.halves = W / 32;
-    this.shift = W === 64 ? 6 : 5;
-    this.pBase = this.layout.l3Pending >>> 2;
-    this.mBase = this.layout.l3Mask >>> 2;
-    this.selIdx = new Int32Array(p.vcpus);
+    super("3l", p, (layout) => ({
+      pendingByte: layout.l3Pending,
+      maskByte: layout.l3Mask,
+      // The L3 bitmaps are sized for portLimit (page-rounded), not for word_size^3.
+      maskWords: (layout.l3Mask - layout.l3Pending) >>> 2,
+      routedPorts: W * W * W,
+    }));
     this.l2Idx = new Int32Array(p.vcpus);
-    for (let v = 0; v < p.vcpus; v++) {
-      this.selIdx[v] = (this.layout.vcpuInfo[v] + this.si.pendingSel) >>> 2;
-      this.l2Idx[v] = this.layout.l2Selector[v] >>> 2;
-    }
-    this.cStride = (W * W * W) >>> 5;
-    this.cpuMask = new Int32Array(this.cStride * p.vcpus);
-    this.cpuMask.fill(-1, 0, this.cStride);
+    for (let v = 0; v < p.vcpus; v++) this.l2Idx[v] = this.layout.l2Selector[v] >>> 2;
     this.loc = new Int32Array(p.vcpus * W * this.halves);
-    this.curWord = new Int32Array(p.vcpus);
-    this.curBit = new Int32Array(p.vcpus);
-    // The L3 bitmaps are sized for portLimit (page-rounded), not for word_size^3.
-    const bitmapWords = (this.layout.l3Mask - this.layout.l3Pending) >>> 2;
-    if (p.initiallyMasked) this.i32.fill(-1, this.mBase, this.mBase + bitmapWords);
   }
 
   /** L3 pending; if unmasked, L2 then L1 selector bits. See EventAbi.setPending. */
@@ -82,10 +60,15 @@ export class ThreeLevelAbi extends AbiBase {
     if ((i32[this.pBase + i] & bit) !== 0) return NO_UPCALL;
     i32[this.pBase + i] |= bit;
     if ((i32[this.mBase + i] & bit) !== 0) return NO_UPCALL;
-    return this.raiseSel(this.notify[port], port);
+    return this.raise(this.notify[port], port);
   }
 
-  private raiseSel(v: number, port: number): number {
+  /**
+   * test_and_set the L2 bit of `port` in vCPU `v`'s L2 bitmap; only if newly
+   * set, test_and_set the L1 bit in evtchn_pending_sel, and only if that was
+   * newly set, vcpu_mark_events_pending. Used by setPending and unmask.
+   */
+  protected raise(v: number, port: number): number {
     const i32 = this.i32;
     const l2 = port >>> this.shift, l2i = this.l2Idx[v] + (l2 >>> 5), l2b = 1 << (l2 & 31);
     if ((i32[l2i] & l2b) !== 0) return NO_UPCALL;
@@ -94,60 +77,6 @@ export class ThreeLevelAbi extends AbiBase {
     if ((i32[l1i] & l1b) !== 0) return NO_UPCALL;
     i32[l1i] |= l1b;
     return this.markEventsPending(v);
-  }
-
-  /** See EventAbi.clearPending. */
-  clearPending(port: number): void {
-    checkAbiPort("evtchn_clear_pending", port, this.portLimit);
-    this.i32[this.pBase + (port >>> 5)] &= ~(1 << (port & 31));
-  }
-
-  /** See EventAbi.mask. */
-  mask(port: number): void {
-    checkAbiPort("evtchn_mask", port, this.portLimit);
-    this.i32[this.mBase + (port >>> 5)] |= 1 << (port & 31);
-  }
-
-  /** 2L's unmask extended by one level. See EventAbi.unmask. */
-  unmask(port: number): UnmaskResult {
-    checkAbiPort("EVTCHNOP_unmask", port, this.portLimit);
-    const i32 = this.i32, i = port >>> 5, bit = 1 << (port & 31);
-    if ((i32[this.mBase + i] & bit) === 0) return UNMASK_NOTHING;
-    i32[this.mBase + i] &= ~bit;
-    if ((i32[this.pBase + i] & bit) === 0) return UNMASK_NOTHING;
-    return { deliverable: true, upcall: this.raiseSel(this.notify[port], port) };
-  }
-
-  /** See EventAbi.isPending. */
-  isPending(port: number): boolean {
-    checkAbiPort("evtchn_is_pending", port, this.portLimit);
-    return (this.i32[this.pBase + (port >>> 5)] & (1 << (port & 31))) !== 0;
-  }
-
-  /** See EventAbi.isMasked. */
-  isMasked(port: number): boolean {
-    checkAbiPort("evtchn_is_masked", port, this.portLimit);
-    return (this.i32[this.mBase + (port >>> 5)] & (1 << (port & 31))) !== 0;
-  }
-
-  /** Mask, rebind (notify vCPU and routing bit), unmask if it was unmasked. See EventAbi.bindToVcpu. */
-  bindToVcpu(port: number, vcpu: number): UnmaskResult {
-    checkAbiPort("EVTCHNOP_bind_vcpu", port, this.portLimit);
-    checkBindVcpu(vcpu, this.vcpus);
-    const i = port >>> 5, bit = 1 << (port & 31);
-    const wasMasked = (this.i32[this.mBase + i] & bit) !== 0;
-    this.i32[this.mBase + i] |= bit;
-    const old = this.notify[port];
-    this.notify[port] = vcpu;
-    this.cpuMask[old * this.cStride + i] &= ~bit;
-    this.cpuMask[vcpu * this.cStride + i] |= bit;
-    return wasMasked ? UNMASK_NOTHING : this.unmask(port);
-  }
-
-  /** The RFC had no priorities: EINVAL for a bad port, else ENOSYS. */
-  setPriority(port: number, _priority: number): void {
-    checkAbiPort("EVTCHNOP_set_priority", port, this.portLimit);
-    throw callError("EVTCHNOP_set_priority", "ENOSYS", "the 3-level ABI has no priorities");
   }
 
   /** One pass of the 3-level scan (see module comment). */

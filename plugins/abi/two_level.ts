@@ -20,54 +20,27 @@
  *
  * @module
  */
-import { callError } from "../errors.ts";
-import { AbiBase, type AbiParams, checkBindVcpu } from "./base.ts";
-import {
-  checkAbiPort,
-  type DeliverFn,
-  firstSetFrom,
-  NO_UPCALL,
-  UNMASK_NOTHING,
-  type UnmaskResult,
-} from "./types.ts";
+import type { AbiParams } from "./base.ts";
+import { BitmapAbi } from "./bitmap.ts";
+import { checkAbiPort, type DeliverFn, firstSetFrom, NO_UPCALL } from "./types.ts";
 
-/** The 2-level ABI over one domain's shared_info page. Construct via createAbi. */
-export class TwoLevelAbi extends AbiBase {
+/**
+ * The 2-level ABI over one domain's shared_info page. Construct via createAbi.
+ * The PENDING/MASK port operations, bindToVcpu and setPriority are BitmapAbi's
+ * (bitmap.ts); its pBase/mBase are shared_info.evtchn_pending/evtchn_mask.
+ */
+export class TwoLevelAbi extends BitmapAbi {
   readonly kind = "2l" as const;
-  /** Uint32 index of shared_info.evtchn_pending / evtchn_mask. */
-  declare private readonly pBase: number;
-  declare private readonly mBase: number;
-  /** Uint32 index of vcpu_info.evtchn_pending_sel per vCPU. */
-  declare private readonly selIdx: Int32Array;
-  /** 1 for 32-bit words, 2 for 64-bit words (Uint32 halves per xen_ulong_t). */
-  declare private readonly halves: number;
-  /** log2(W). */
-  declare private readonly shift: number;
-  /** Guest-private per-CPU routing bitmaps (Linux cpu_evtchn_mask), W*W bits each. */
-  declare private readonly cpuMask: Int32Array;
-  declare private readonly cStride: number;
-  /** Guest-private per-CPU scan cursor (Linux current_word_idx / current_bit_idx). */
-  declare private readonly curWord: Int32Array;
-  declare private readonly curBit: Int32Array;
 
   /** Builds the state; all ports notify vCPU 0 (Linux: "By default all event channels notify CPU#0"). */
   constructor(p: AbiParams) {
-    super("2l", p);
     const W = p.wordBits;
-    this.halves = W / 32;
-    this.shift = W === 64 ? 6 : 5;
-    this.pBase = this.si.evtchnPending >>> 2;
-    this.mBase = this.si.evtchnMask >>> 2;
-    this.selIdx = new Int32Array(p.vcpus);
-    for (let v = 0; v < p.vcpus; v++) {
-      this.selIdx[v] = (this.layout.vcpuInfo[v] + this.si.pendingSel) >>> 2;
-    }
-    this.cStride = (W * W) >>> 5;
-    this.cpuMask = new Int32Array(this.cStride * p.vcpus);
-    this.cpuMask.fill(-1, 0, this.cStride);
-    this.curWord = new Int32Array(p.vcpus);
-    this.curBit = new Int32Array(p.vcpus);
-    if (p.initiallyMasked) this.i32.fill(-1, this.mBase, this.mBase + (W * W >>> 5));
+    super("2l", p, (_layout, si) => ({
+      pendingByte: si.evtchnPending,
+      maskByte: si.evtchnMask,
+      maskWords: (W * W) >>> 5,
+      routedPorts: W * W,
+    }));
   }
 
   /** Xen evtchn_2l_set_pending. See EventAbi.setPending. */
@@ -88,67 +61,17 @@ export class TwoLevelAbi extends AbiBase {
     return v;
   }
 
-  /** test_and_set_bit(word, &vcpu_info(v, evtchn_pending_sel)); if newly set, vcpu_mark_events_pending. */
-  private raiseSel(v: number, word: number): number {
+  /**
+   * test_and_set_bit(word, &vcpu_info(v, evtchn_pending_sel)) for word =
+   * port / W; if newly set, vcpu_mark_events_pending. Used by unmask (the
+   * end of evtchn_2l_unmask); setPending inlines the same steps.
+   */
+  protected raise(v: number, port: number): number {
+    const word = port >>> this.shift;
     const si = this.selIdx[v] + (word >>> 5), sb = 1 << (word & 31);
     if ((this.i32[si] & sb) !== 0) return NO_UPCALL;
     this.i32[si] |= sb;
     return this.markEventsPending(v);
-  }
-
-  /** See EventAbi.clearPending (evtchn_2l_clear_pending). */
-  clearPending(port: number): void {
-    checkAbiPort("evtchn_clear_pending", port, this.portLimit);
-    this.i32[this.pBase + (port >>> 5)] &= ~(1 << (port & 31));
-  }
-
-  /** See EventAbi.mask (Linux evtchn_2l_mask). */
-  mask(port: number): void {
-    checkAbiPort("evtchn_mask", port, this.portLimit);
-    this.i32[this.mBase + (port >>> 5)] |= 1 << (port & 31);
-  }
-
-  /** Xen evtchn_2l_unmask (what Linux's local fast path also achieves). See EventAbi.unmask. */
-  unmask(port: number): UnmaskResult {
-    checkAbiPort("EVTCHNOP_unmask", port, this.portLimit);
-    const i32 = this.i32;
-    const i = port >>> 5, bit = 1 << (port & 31);
-    if ((i32[this.mBase + i] & bit) === 0) return UNMASK_NOTHING; // test_and_clear_bit(mask)
-    i32[this.mBase + i] &= ~bit;
-    if ((i32[this.pBase + i] & bit) === 0) return UNMASK_NOTHING;
-    return { deliverable: true, upcall: this.raiseSel(this.notify[port], port >>> this.shift) };
-  }
-
-  /** See EventAbi.isPending. */
-  isPending(port: number): boolean {
-    checkAbiPort("evtchn_is_pending", port, this.portLimit);
-    return (this.i32[this.pBase + (port >>> 5)] & (1 << (port & 31))) !== 0;
-  }
-
-  /** See EventAbi.isMasked. */
-  isMasked(port: number): boolean {
-    checkAbiPort("evtchn_is_masked", port, this.portLimit);
-    return (this.i32[this.mBase + (port >>> 5)] & (1 << (port & 31))) !== 0;
-  }
-
-  /** Linux xen_rebind_evtchn_to_cpu + evtchn_2l_bind_to_cpu. See EventAbi.bindToVcpu. */
-  bindToVcpu(port: number, vcpu: number): UnmaskResult {
-    checkAbiPort("EVTCHNOP_bind_vcpu", port, this.portLimit);
-    checkBindVcpu(vcpu, this.vcpus);
-    const i = port >>> 5, bit = 1 << (port & 31);
-    const wasMasked = (this.i32[this.mBase + i] & bit) !== 0; // test_and_set_mask
-    this.i32[this.mBase + i] |= bit;
-    const old = this.notify[port];
-    this.notify[port] = vcpu;
-    this.cpuMask[old * this.cStride + i] &= ~bit;
-    this.cpuMask[vcpu * this.cStride + i] |= bit;
-    return wasMasked ? UNMASK_NOTHING : this.unmask(port);
-  }
-
-  /** Xen has no set_priority for 2L: EINVAL for a bad port, else ENOSYS. */
-  setPriority(port: number, _priority: number): void {
-    checkAbiPort("EVTCHNOP_set_priority", port, this.portLimit);
-    throw callError("EVTCHNOP_set_priority", "ENOSYS", "the 2-level ABI has no priorities");
   }
 
   /**
