@@ -1,7 +1,8 @@
 // deno-lint-ignore-file explicit-module-boundary-types -- plain JS run by node: no type syntax
 // scripts/test_host.mjs - runs the host test suites (`npm run test:host`).
 //
-// What it does: runs every test file under tests/ except tests/dom0/ (those need a real Xen
+// What it does: installs the missing host packages (scripts/xen/config.mjs HOST_PACKAGES, with
+// apt-get), then runs every test file under tests/ except tests/dom0/ (those need a real Xen
 // dom0; scripts/test_xen.mjs runs them) under
 //   Deno: node_modules/.bin/deno test -P --junit-path=<xml> <files>   (permissions from deno.json)
 //   Bun:  node_modules/.bin/bun test --reporter=junit --reporter-outfile=<xml> <files>
@@ -16,16 +17,32 @@ import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { $ } from "zx";
-import { CACHE, REPO } from "./xen/config.mjs";
+import { CACHE, HarnessError, REPO } from "./xen/config.mjs";
+import { installHostPackages } from "./xen/provision.mjs";
 import { listTests, readOrNull } from "./lib/files.mjs";
 import { printResults, runnerResult, summaryLine } from "./lib/junit.mjs";
 
 const OUT = path.join(CACHE, "results", "host");
 const BIN = path.join(REPO, "node_modules", ".bin");
 
+/**
+ * Installs what the host suites need (libxen-dev: the real libraries and headers; gcc: the ABI
+ * layout proof and the C benches). On failure the suites still run, and the tests that need
+ * them fail with their own messages.
+ */
+async function hostPackages() {
+  try {
+    await installHostPackages();
+  } catch (e) {
+    if (!(e instanceof HarnessError)) throw e;
+    console.error(`test_host: could not install the host packages: ${e.message}`);
+  }
+}
+
 /** Runs the host suites; resolves to one RunnerResult per runner. */
 export async function testHost() {
   fs.mkdirSync(OUT, { recursive: true });
+  await hostPackages();
   const files = listTests("tests", { exclude: ["tests/dom0"] });
   const results = [];
   if (files.length === 0) {

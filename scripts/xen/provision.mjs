@@ -80,7 +80,11 @@ async function aptUpdateOnce() {
   aptUpdated = true;
 }
 
-async function installHostPackages() {
+/**
+ * Installs the HOST_PACKAGES that are missing (apt-get, once): the host test suites need
+ * libxen-dev (the real libraries and headers) and gcc too. Throws HarnessError on failure.
+ */
+export async function installHostPackages() {
   const missing = [];
   for (const pkg of HOST_PACKAGES) {
     const query = ["dpkg-query", "-W", "-f=${Status}", pkg];
