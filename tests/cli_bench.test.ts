@@ -57,10 +57,13 @@ describe("xenchan bench parsers", () => {
     assert.deepEqual(sim.map((r) => r.xenchan), ["3,088,976 events/s", "616,003 cycles/s"]);
     assert.ok(sim.every((r) => r.ratio === null));
     const rt = parseRoundtrip(
-      `{"name":"deno","roundtrips":1000,"ns_per_roundtrip":600000,"notify_ns":20000}\n---c---\n` +
-        `{"name":"c","roundtrips":1000,"ns_per_roundtrip":500000,"notify_ns":10000}\n`,
+      `{"name":"deno","roundtrips":1000,"ns_per_roundtrip":600000,"notify_ns":20000}\n` +
+        `{"name":"deno-blocking","roundtrips":1000,"ns_per_roundtrip":550000,"notify_ns":10000}\n` +
+        `---c---\n{"name":"c","roundtrips":1000,"ns_per_roundtrip":500000,"notify_ns":10000}\n`,
     );
-    assert.deepEqual(rt.map((r) => r.ratio), [1.2, 2]);
+    assert.deepEqual(rt.map((r) => r.ratio), [1.2, 1.1, 2]);
+    assert.match(rt[0].measure, /awaited pending/);
+    assert.match(rt[1].measure, /blocking pendingSync/);
     assert.throws(() => parseDoorbell("no json"), /no JSON line/);
     assert.throws(() => parseOsevent(`{"dispatch":{}}`), /missing/);
   });
