@@ -4,18 +4,11 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { createAbi, type EventAbi, NO_UPCALL } from "../plugins/abi/mod.ts";
+import { createAbi, NO_UPCALL } from "../plugins/abi/mod.ts";
 import { XenCallError } from "../plugins/errors.ts";
+import { drain, openPorts } from "./helpers/abi.ts";
 
-function open(abi: EventAbi, ...ports: number[]): void {
-  for (const p of ports) abi.unmask(p);
-}
-
-function drain(abi: EventAbi, vcpu = 0, budget?: number): number[] {
-  const got: number[] = [];
-  abi.scan(vcpu, (p) => got.push(p), budget);
-  return got;
-}
+const open = openPorts;
 
 describe("3-level ABI", () => {
   it("has 262,144 ports with 64-bit words and 32,768 with 32-bit words", () => {

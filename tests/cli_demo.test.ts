@@ -3,34 +3,15 @@
  * and as a child process of this runtime exactly as a user types it.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
 import type { DemoReport } from "../cli/demo.ts";
 import { bufferOutput } from "../cli/io.ts";
 import { main } from "../cli/main.ts";
 import { LIVE_OFFSET } from "../cli/ring.ts";
+import { runCli } from "./helpers/child.ts";
 import { whyNoXen } from "./helpers/xen.ts";
 
 const noXen = await whyNoXen();
-const REPO = fileURLToPath(new URL("..", import.meta.url));
-
-function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const cli = fileURLToPath(new URL("../cli.ts", import.meta.url));
-  const runArgs = "Deno" in globalThis ? ["run", "-P", cli, ...args] : ["run", cli, ...args];
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, runArgs, {
-      cwd: REPO,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (c) => (stdout += c));
-    child.stderr.on("data", (c) => (stderr += c));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 describe("xenchan demo on the simulator", () => {
   it("exchanges the requests, sees the crash and the domain's death (text)", async () => {

@@ -6,39 +6,14 @@
  * `npm run test:xen`.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
 import type { DemoReport } from "../../cli/demo.ts";
 import type { ProbeReport } from "../../cli/probe.ts";
 import { LIVE_OFFSET } from "../../cli/ring.ts";
+import { runCli } from "../helpers/child.ts";
 import { whyNoXen } from "../helpers/xen.ts";
 
 const skip = (await whyNoXen()) ?? false;
-const REPO = fileURLToPath(new URL("../..", import.meta.url));
-const CLI = fileURLToPath(new URL("../../cli.ts", import.meta.url));
-
-/** Runs the CLI in a child of this runtime (`deno run <perm> cli.ts` or `bun run cli.ts`). */
-function runCli(
-  args: string[],
-  denoPermission = "-P",
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const runArgs = "Deno" in globalThis
-    ? ["run", denoPermission, CLI, ...args]
-    : ["run", CLI, ...args];
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, runArgs, {
-      cwd: REPO,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (c) => (stdout += c));
-    child.stderr.on("data", (c) => (stderr += c));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 describe("xenchan demo in a real dom0", () => {
   it("--backend ffi: exchange, then the REAL unmap notification of a killed front end", {

@@ -49,3 +49,34 @@ export function exited(
   }
   return new Promise((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
 }
+
+/** What a finished child printed and how it ended. */
+export interface ChildOutput {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/**
+ * Runs the CLI (cli.ts) in a child of this runtime, from the repository
+ * root: `deno run <denoPermission> cli.ts ...args` or `bun run cli.ts ...args`.
+ */
+export function runCli(args: string[], denoPermission = "-P"): Promise<ChildOutput> {
+  const cli = new URL("../../cli.ts", import.meta.url).pathname;
+  const repo = new URL("../../", import.meta.url).pathname;
+  const runArgs = "Deno" in globalThis
+    ? ["run", denoPermission, cli, ...args]
+    : ["run", cli, ...args];
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, runArgs, {
+      cwd: repo,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (c) => (stdout += c));
+    child.stderr.on("data", (c) => (stderr += c));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
