@@ -10,6 +10,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { POLLNVAL } from "../plugins/backend.ts";
 import { ClosedHandleError, XenUsageError } from "../plugins/errors.ts";
+import { serverAndClient } from "./helpers/sim.ts";
 import { callFailed } from "./helpers/errors.ts";
 import { GNTST, type SimDomainEvent, SimHypervisor, VIRQ, VirtualClock } from "../sim/mod.ts";
 
@@ -83,15 +84,7 @@ describe("sim faults: pending() would block", () => {
 
 describe("sim faults: process crash", () => {
   it("the kernel closes every handle, firing unmap notifications; other processes live on", () => {
-    const hv = new SimHypervisor();
-    const d1 = hv.createDomain();
-    const server = hv.backend(0);
-    const sevt = server.openEventChannels();
-    const sport = sevt.bindUnboundPort(d1);
-    const s = server.openGrantShare().sharePages(d1, 1, true);
-    const client = hv.backend(d1);
-    const cevt = client.openEventChannels();
-    const cport = cevt.bindInterdomain(0, sport);
+    const { hv, d1, sevt, sport, s, client, cevt, cport } = serverAndClient();
     const gnt = client.openGrantTable();
     const m = gnt.map([0], [s.refs[0]], true, { offset: 0, port: cport });
     m.bytes[0] = 1;
@@ -161,15 +154,7 @@ describe("sim faults: domain lifecycle", () => {
   });
 
   it("no unmap notification from a dead domain; its shares stay mapped by others", () => {
-    const hv = new SimHypervisor();
-    const d1 = hv.createDomain();
-    const server = hv.backend(0);
-    const sevt = server.openEventChannels();
-    const sport = sevt.bindUnboundPort(d1);
-    const s = server.openGrantShare().sharePages(d1, 1, true);
-    const guest = hv.backend(d1);
-    const cevt = guest.openEventChannels();
-    const cport = cevt.bindInterdomain(0, sport);
+    const { hv, d1, server, sevt, s, client: guest, cport } = serverAndClient();
     const m = guest.openGrantTable().map([0], [s.refs[0]], true, { offset: 0, port: cport });
     const gs = guest.openGrantShare().sharePages(0, 1, true);
     const dm = server.openGrantTable().map([d1], [gs.refs[0]], true);

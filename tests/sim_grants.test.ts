@@ -6,6 +6,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { ClosedHandleError, XenUsageError } from "../plugins/errors.ts";
+import { serverAndClient } from "./helpers/sim.ts";
 import { callFailed } from "./helpers/errors.ts";
 import { DOMID_SELF, GNTST, GTF_permit_access, GTF_readonly, SimHypervisor } from "../sim/mod.ts";
 
@@ -210,15 +211,7 @@ describe("sim grants: unmap and views", () => {
 describe("sim grants: unmap notifications", () => {
   /** d1 (client) maps a dom0 (server) page with notify; returns the pieces. */
   function vchanLike(notify: { offset?: number; port?: number }, writable = true) {
-    const hv = new SimHypervisor();
-    const d1 = hv.createDomain();
-    const server = hv.backend(0);
-    const sevt = server.openEventChannels();
-    const sport = sevt.bindUnboundPort(d1);
-    const s = server.openGrantShare().sharePages(d1, 1, true);
-    const client = hv.backend(d1);
-    const cevt = client.openEventChannels();
-    const cport = cevt.bindInterdomain(0, sport);
+    const { hv, d1, s, sevt, sport, client, cevt, cport } = serverAndClient();
     cevt.pending();
     cevt.unmask(cport);
     const gnt = client.openGrantTable();
