@@ -22,11 +22,12 @@
  *
  * @module
  */
-import { createFfiBackend } from "./ffi/backend.ts";
-import type { BackendKind, XenBackend } from "./plugins/backend.ts";
-import { LibraryNotFoundError, XenCallError } from "./plugins/errors.ts";
-import { EventChannels } from "./plugins/event_channels.ts";
-import { GrantShare, GrantTable } from "./plugins/grants.ts";
+import { createFfiBackend } from "./ffi/mod.ts";
+export { ffiLibraryFacts } from "./ffi/mod.ts";
+import type { BackendKind, XenBackend } from "./core/driver.ts";
+import { LibraryNotFoundError, XenCallError } from "./core/errors.ts";
+import { EventChannels } from "./core/event_channels.ts";
+import { GrantShare, GrantTable } from "./core/grants.ts";
 import { defaultSimulatorBackend } from "./sim/mod.ts";
 
 export type {
@@ -35,19 +36,19 @@ export type {
   GrantCopyPointer,
   GrantCopySegment,
   XenBackend,
-} from "./plugins/backend.ts";
-export { PAGE_SIZE } from "./plugins/backend.ts";
+} from "./core/driver.ts";
+export { PAGE_SIZE } from "./core/driver.ts";
 export {
   ClosedHandleError,
   LibraryNotFoundError,
   XenCallError,
   XenError,
   XenUsageError,
-} from "./plugins/errors.ts";
-export { EventChannels } from "./plugins/event_channels.ts";
-export type { EventChannelHoldings, WaitOptions } from "./plugins/event_channels.ts";
-export { GrantMapping, GrantShare, GrantTable, SharedGrant } from "./plugins/grants.ts";
-export type { AccessOptions, GrantHoldings, GrantRef, NotifyOptions } from "./plugins/grants.ts";
+} from "./core/errors.ts";
+export { EventChannels } from "./core/event_channels.ts";
+export type { EventChannelHoldings, WaitOptions } from "./core/event_channels.ts";
+export { GrantMapping, GrantShare, GrantTable, SharedGrant } from "./core/grants.ts";
+export type { AccessOptions, GrantHoldings, GrantRef, NotifyOptions } from "./core/grants.ts";
 export { defaultSimulator, SimHypervisor } from "./sim/mod.ts";
 export type {
   DomainOptions,

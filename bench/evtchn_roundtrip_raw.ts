@@ -11,8 +11,7 @@
  * Prints one JSON line {"name":"<runtime>-raw","roundtrips","ns_per_roundtrip","notify_ns"}.
  */
 import process from "node:process";
-import { loadXenLibraries } from "../ffi/load.ts";
-import type { Ptr } from "../ffi/types.ts";
+import { loadXenLibraries, type Ptr } from "../ffi/mod.ts";
 
 const n = Number(process.argv[2] ?? process.env.XENCHAN_BENCH_ROUNDTRIPS ?? 10_000);
 const libs = await loadXenLibraries();

@@ -34,8 +34,7 @@
  */
 import { readFileSync } from "node:fs";
 import process from "node:process";
-import { loadXenLibraries } from "../ffi/load.ts";
-import { FdPoller, sharedPoller } from "../ffi/poller.ts";
+import { FdPoller, loadXenLibraries, POLL_WORKER_URL, sharedPoller } from "../ffi/mod.ts";
 import {
   attachRuntimeLoop,
   type DomainEventSource,
@@ -339,7 +338,7 @@ async function perHandleBun(n: number, rounds: number): Promise<WaitResult> {
   const before = procStatus();
   const efds: EventFd[] = [];
   for (let i = 0; i < n; i++) efds.push(await EventFd.create());
-  const url = new URL("../ffi/poll_worker.ts", import.meta.url).href;
+  const url = POLL_WORKER_URL;
   const ready = new Map<number, () => void>();
   let armed = 0;
   let stopping = false;

@@ -10,8 +10,8 @@
  *
  * @module
  */
-import type { EventChannelDriver, GrantTableDriver } from "../plugins/backend.ts";
-import { POLLIN } from "../plugins/backend.ts";
+import type { EventChannelDriver, GrantTableDriver } from "../core/driver.ts";
+import { POLLIN } from "../core/driver.ts";
 import { SimHypervisor } from "../sim/mod.ts";
 
 const MIN_MS = 250;

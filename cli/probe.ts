@@ -5,9 +5,7 @@
  *
  * @module
  */
-import { ffiLibraryFacts } from "../ffi/backend.ts";
-import { LibraryNotFoundError, selectBackend } from "../mod.ts";
-import { defaultSimulator } from "../sim/mod.ts";
+import { defaultSimulator, ffiLibraryFacts, LibraryNotFoundError, selectBackend } from "../mod.ts";
 import type { CommandSpec, ParsedValues } from "./args.ts";
 import {
   type DeviceFact,

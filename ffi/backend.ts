@@ -9,7 +9,7 @@ import type {
   GrantShareDriver,
   GrantTableDriver,
   XenBackend,
-} from "../plugins/backend.ts";
+} from "../core/driver.ts";
 import { FfiEventChannels } from "./event_channels.ts";
 import { FfiGrantShare, FfiGrantTable } from "./grants.ts";
 import { loadXenLibraries, type XenLibraries } from "./load.ts";

@@ -3,9 +3,9 @@
  *
  * @module
  */
-import { POLLIN } from "../plugins/backend.ts";
-import type { EventChannelDriver } from "../plugins/backend.ts";
-import { ClosedHandleError, XenCallError } from "../plugins/errors.ts";
+import { POLLIN } from "../core/driver.ts";
+import type { EventChannelDriver } from "../core/driver.ts";
+import { ClosedHandleError, XenCallError } from "../core/errors.ts";
 import type { XenLibraries } from "./load.ts";
 import type { FdPoller } from "./poller.ts";
 import type { Ptr } from "./types.ts";

@@ -18,7 +18,7 @@
  *
  * @module
  */
-import { ClosedHandleError, XenCallError, XenUsageError } from "../plugins/errors.ts";
+import { ClosedHandleError, XenCallError, XenUsageError } from "../core/errors.ts";
 import { type LibcLibrary, loadLibc } from "./load.ts";
 import { sharedPoller } from "./poller.ts";
 

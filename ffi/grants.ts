@@ -12,8 +12,8 @@ import type {
   GrantTableDriver,
   SharedPages,
   UnmapNotify,
-} from "../plugins/backend.ts";
-import { ClosedHandleError, XenCallError, XenUsageError } from "../plugins/errors.ts";
+} from "../core/driver.ts";
+import { ClosedHandleError, XenCallError, XenUsageError } from "../core/errors.ts";
 import type { XenLibraries } from "./load.ts";
 import { FfiMemory } from "./memory.ts";
 import type { FfiRuntime, Ptr } from "./types.ts";

@@ -8,7 +8,7 @@
  * @module
  */
 import process from "node:process";
-import { LibraryNotFoundError } from "../plugins/errors.ts";
+import { LibraryNotFoundError } from "../core/errors.ts";
 import { EVTCHN, GNTTAB, LIBC, LIBRARIES, TOOLLOG } from "./symbols.ts";
 import { ffiRuntime } from "./runtime.ts";
 import type { FfiRuntime, LoadedLibrary, Ptr, SymbolTable } from "./types.ts";

@@ -4,8 +4,8 @@
  *
  * @module
  */
-import { PAGE_SIZE } from "../plugins/backend.ts";
-import type { ForeignMemory } from "../plugins/backend.ts";
+import { PAGE_SIZE } from "../core/driver.ts";
+import type { ForeignMemory } from "../core/driver.ts";
 import type { FfiRuntime, Ptr } from "./types.ts";
 
 /** Grant pages mapped or shared through the C libraries. */

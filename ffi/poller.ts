@@ -9,7 +9,7 @@
  * @module
  */
 import { setImmediate } from "node:timers";
-import { ClosedHandleError, XenCallError } from "../plugins/errors.ts";
+import { ClosedHandleError, XenCallError } from "../core/errors.ts";
 import type { LibcLibrary } from "./load.ts";
 
 const EFD_NONBLOCK = 0o4000;

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { XenError } from "../plugins/errors.ts";
+import { XenError } from "../core/errors.ts";
 import type { FfiRuntime } from "./types.ts";
 
 let cached: Promise<FfiRuntime> | undefined;

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { XenUsageError } from "../plugins/errors.ts";
+import { XenUsageError } from "../core/errors.ts";
 
 interface Timer {
   readonly id: number;

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { callError, XenUsageError } from "../plugins/errors.ts";
+import { callError, XenUsageError } from "../core/errors.ts";
 import { DOMID_MAX } from "./constants.ts";
 
 /** A failed simulated kernel/hypervisor operation: `code` is "EINVAL", "ENOSPC", ... */

@@ -8,9 +8,9 @@
  *
  * @module
  */
-import { POLLERR, POLLIN, POLLNVAL } from "../plugins/backend.ts";
-import type { EventChannelDriver } from "../plugins/backend.ts";
-import { callError, ClosedHandleError, XenUsageError } from "../plugins/errors.ts";
+import { POLLERR, POLLIN, POLLNVAL } from "../core/driver.ts";
+import type { EventChannelDriver } from "../core/driver.ts";
+import { callError, ClosedHandleError, XenUsageError } from "../core/errors.ts";
 import { DOMID_FIRST_RESERVED, DOMID_SELF, EVTCHN_RING_INITIAL } from "./constants.ts";
 import type { HandleOwner } from "./context.ts";
 import type { SimDomain, SimHandle } from "./domain.ts";

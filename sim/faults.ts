@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { XenUsageError } from "../plugins/errors.ts";
+import { XenUsageError } from "../core/errors.ts";
 
 /** Which allocations `failNextAllocation` makes fail. */
 export interface AllocationFault {

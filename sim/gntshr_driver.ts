@@ -10,8 +10,8 @@
  *
  * @module
  */
-import type { GrantShareDriver, SharedPages, UnmapNotify } from "../plugins/backend.ts";
-import { callError, ClosedHandleError, XenUsageError } from "../plugins/errors.ts";
+import type { GrantShareDriver, SharedPages, UnmapNotify } from "../core/driver.ts";
+import { callError, ClosedHandleError, XenUsageError } from "../core/errors.ts";
 import type { HandleOwner } from "./context.ts";
 import type { SimDomain, SimHandle } from "./domain.ts";
 import { checkDomid, fail, translate } from "./errno.ts";

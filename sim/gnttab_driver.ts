@@ -15,8 +15,8 @@ import type {
   GrantCopySegment,
   GrantTableDriver,
   UnmapNotify,
-} from "../plugins/backend.ts";
-import { callError, ClosedHandleError, XenUsageError } from "../plugins/errors.ts";
+} from "../core/driver.ts";
+import { callError, ClosedHandleError, XenUsageError } from "../core/errors.ts";
 import { GNTDEV_MAP_LIMIT, GNTST, PAGE } from "./constants.ts";
 import type { HandleOwner } from "./context.ts";
 import type { SimDomain, SimHandle } from "./domain.ts";

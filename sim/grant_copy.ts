@@ -15,8 +15,8 @@
  *
  * @module
  */
-import type { GrantCopyPointer, GrantCopySegment } from "../plugins/backend.ts";
-import { XenUsageError } from "../plugins/errors.ts";
+import type { GrantCopyPointer, GrantCopySegment } from "../core/driver.ts";
+import { XenUsageError } from "../core/errors.ts";
 import { DOMID_SELF, GNTST, PAGE } from "./constants.ts";
 import type { SimContext } from "./context.ts";
 import type { SimDomain } from "./domain.ts";

@@ -15,7 +15,7 @@ import {
   DEFAULT_ABI,
   negotiateAbi,
 } from "../plugins/abi/mod.ts";
-import { XenUsageError } from "../plugins/errors.ts";
+import { XenUsageError } from "../core/errors.ts";
 import { VirtualClock } from "./clock.ts";
 import {
   DEFAULT_GUEST_MAX_EVTCHN_PORT,

@@ -18,8 +18,8 @@
  *
  * @module
  */
-import { XenUsageError } from "../plugins/errors.ts";
-import type { ForeignMemory } from "../plugins/backend.ts";
+import { XenUsageError } from "../core/errors.ts";
+import type { ForeignMemory } from "../core/driver.ts";
 import { PAGE } from "./constants.ts";
 
 /** The backing memory of one share: `pages` zeroed pages in one ArrayBuffer. */
@@ -75,7 +75,7 @@ export class Frame {
  * ForeignMemory over a list of frames. `pages[i]` aliases frame i; `bytes`
  * is one view when the frames are adjacent pages of one share in order, and
  * otherwise its getter throws XenUsageError (a simulator limitation allowed
- * by plugins/backend.ts). After `detach` both getters return zero-length
+ * by core/driver.ts). After `detach` both getters return zero-length
  * views (see the module comment for views obtained before).
  */
 export class SimForeignMemory implements ForeignMemory {

@@ -20,7 +20,7 @@
  *
  * @module
  */
-import { XenUsageError } from "../plugins/errors.ts";
+import { XenUsageError } from "../core/errors.ts";
 import type { VirtualClock } from "./clock.ts";
 import { GNTST } from "./constants.ts";
 

@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { callError, XenUsageError } from "../plugins/errors.ts";
+import { callError, XenUsageError } from "../core/errors.ts";
 
 /** `setPending` / `unmask` result when no vCPU needs an upcall. */
 export const NO_UPCALL = -1;

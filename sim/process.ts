@@ -13,8 +13,8 @@ import type {
   GrantShareDriver,
   GrantTableDriver,
   XenBackend,
-} from "../plugins/backend.ts";
-import { callError, ClosedHandleError } from "../plugins/errors.ts";
+} from "../core/driver.ts";
+import { callError, ClosedHandleError } from "../core/errors.ts";
 import type { HandleOwner, SimContext } from "./context.ts";
 import type { SimDomain, SimHandle, SimProcessRef } from "./domain.ts";
 import { SimEventChannelDriver } from "./evtchn_driver.ts";

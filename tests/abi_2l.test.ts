@@ -5,7 +5,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createAbi, NO_UPCALL } from "../plugins/abi/mod.ts";
-import { XenCallError, XenUsageError } from "../plugins/errors.ts";
+import { XenCallError, XenUsageError } from "../core/errors.ts";
 import { drain, openPorts } from "./helpers/abi.ts";
 
 const open = openPorts;

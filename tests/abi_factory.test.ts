@@ -12,7 +12,7 @@ import {
   MAX_VCPUS,
   negotiateAbi,
 } from "../plugins/abi/mod.ts";
-import { XenUsageError } from "../plugins/errors.ts";
+import { XenUsageError } from "../core/errors.ts";
 
 describe("createAbi", () => {
   it("builds each kind with its own port limit and page-aligned layout", () => {

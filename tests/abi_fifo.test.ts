@@ -15,7 +15,7 @@ import {
   FIFO_PENDING_BIT,
   NO_UPCALL,
 } from "../plugins/abi/mod.ts";
-import { XenCallError } from "../plugins/errors.ts";
+import { XenCallError } from "../core/errors.ts";
 
 function open(abi: EventAbi, prio: number, ...ports: number[]): void {
   for (const p of ports) {

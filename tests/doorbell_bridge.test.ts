@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { type EventChannels, openEventChannels } from "../mod.ts";
 import { EventChannelNotifier, IvshmemDoorbell, SimNotifier } from "../plugins/doorbell/mod.ts";
-import { ClosedHandleError, XenCallError, XenUsageError } from "../plugins/errors.ts";
+import { ClosedHandleError, XenCallError, XenUsageError } from "../core/errors.ts";
 import { SimHypervisor } from "../sim/mod.ts";
 
 /** A fresh simulated host: dom0's handle (the device model) and one handle per peer domain. */

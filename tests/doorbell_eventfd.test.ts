@@ -12,7 +12,7 @@ import { EventFd, EVENTFD_MAX } from "../ffi/eventfd.ts";
 import { loadLibc } from "../ffi/load.ts";
 import { sharedPoller } from "../ffi/poller.ts";
 import { EventFdNotifier, IvshmemDoorbell, MemoryRegion } from "../plugins/doorbell/mod.ts";
-import { ClosedHandleError, XenUsageError } from "../plugins/errors.ts";
+import { ClosedHandleError, XenUsageError } from "../core/errors.ts";
 
 const POLLOUT = 0x004;
 const POLLNVAL = 0x020;

@@ -13,7 +13,7 @@ import {
   IvshmemDoorbell,
   SimNotifier,
 } from "../plugins/doorbell/mod.ts";
-import { ClosedHandleError, XenUsageError } from "../plugins/errors.ts";
+import { ClosedHandleError, XenUsageError } from "../core/errors.ts";
 
 const { DOORBELL, IVPOSITION, INTRMASK } = IVSHMEM_REGISTERS;
 

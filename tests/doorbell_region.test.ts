@@ -16,7 +16,7 @@ import {
   MemoryRegion,
   SimNotifier,
 } from "../plugins/doorbell/mod.ts";
-import { ClosedHandleError, XenUsageError } from "../plugins/errors.ts";
+import { ClosedHandleError, XenUsageError } from "../core/errors.ts";
 
 interface Access {
   readonly addr: number;

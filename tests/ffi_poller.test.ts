@@ -8,8 +8,8 @@ import { describe, it } from "node:test";
 import { EventFd } from "../ffi/eventfd.ts";
 import { loadLibc } from "../ffi/load.ts";
 import { FdPoller } from "../ffi/poller.ts";
-import { POLLIN } from "../plugins/backend.ts";
-import { ClosedHandleError } from "../plugins/errors.ts";
+import { POLLIN } from "../core/driver.ts";
+import { ClosedHandleError } from "../core/errors.ts";
 
 describe("FdPoller", () => {
   it("two pollers wait at once and each gets its own fd's answer", async () => {

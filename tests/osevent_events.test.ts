@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { ClosedHandleError, XenCallError, XenUsageError } from "../plugins/errors.ts";
+import { ClosedHandleError, XenCallError, XenUsageError } from "../core/errors.ts";
 import {
   attachSimClockLoop,
   DisasterError,

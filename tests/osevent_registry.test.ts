@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { XenUsageError } from "../plugins/errors.ts";
+import { XenUsageError } from "../core/errors.ts";
 import {
   EventContext,
   eventMask,

@@ -5,8 +5,8 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { POLLERR, POLLIN, POLLNVAL } from "../plugins/backend.ts";
-import { ClosedHandleError, XenCallError, XenUsageError } from "../plugins/errors.ts";
+import { POLLERR, POLLIN, POLLNVAL } from "../core/driver.ts";
+import { ClosedHandleError, XenCallError, XenUsageError } from "../core/errors.ts";
 import { callFailed } from "./helpers/errors.ts";
 import {
   DOMID_SELF,

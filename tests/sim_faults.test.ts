@@ -8,8 +8,8 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { POLLNVAL } from "../plugins/backend.ts";
-import { ClosedHandleError, XenUsageError } from "../plugins/errors.ts";
+import { POLLNVAL } from "../core/driver.ts";
+import { ClosedHandleError, XenUsageError } from "../core/errors.ts";
 import { serverAndClient } from "./helpers/sim.ts";
 import { callFailed } from "./helpers/errors.ts";
 import { GNTST, type SimDomainEvent, SimHypervisor, VIRQ, VirtualClock } from "../sim/mod.ts";
@@ -247,7 +247,7 @@ describe("sim: virtual clock", () => {
 });
 
 describe("sim: hygiene", () => {
-  it("sim/ imports only its own modules, plugins/{backend,errors}.ts and the pure ABIs", () => {
+  it("sim/ imports only its own modules, core/{driver,errors}.ts and the pure ABIs", () => {
     const dir = fileURLToPath(new URL("../sim/", import.meta.url));
     const files = readdirSync(dir).filter((f) => f.endsWith(".ts"));
     assert.ok(files.length > 10);
@@ -257,7 +257,7 @@ describe("sim: hygiene", () => {
       for (const [, spec] of src.matchAll(/from "([^"]+)"/g)) {
         assert.ok(
           /^\.\/[a-z_0-9]+\.ts$/.test(spec) ||
-            /^\.\.\/plugins\/(backend|errors|abi\/mod)\.ts$/.test(spec),
+            /^\.\.\/(core\/(driver|errors)|plugins\/abi\/mod)\.ts$/.test(spec),
           `${f} imports ${spec}`,
         );
       }

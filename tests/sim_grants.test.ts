@@ -5,7 +5,7 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { ClosedHandleError, XenUsageError } from "../plugins/errors.ts";
+import { ClosedHandleError, XenUsageError } from "../core/errors.ts";
 import { serverAndClient } from "./helpers/sim.ts";
 import { callFailed } from "./helpers/errors.ts";
 import { DOMID_SELF, GNTST, GTF_permit_access, GTF_readonly, SimHypervisor } from "../sim/mod.ts";

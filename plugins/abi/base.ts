@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { XenUsageError } from "../errors.ts";
+import { XenUsageError } from "../../core/errors.ts";
 import {
   type AbiMemoryLayout,
   computeLayout,

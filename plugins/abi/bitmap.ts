@@ -19,7 +19,7 @@
  *
  * @module
  */
-import { callError } from "../errors.ts";
+import { callError } from "../../core/errors.ts";
 import { AbiBase, type AbiParams, checkBindVcpu } from "./base.ts";
 import type { AbiMemoryLayout, SharedInfoLayout } from "./layout.ts";
 import { checkAbiPort, UNMASK_NOTHING, type UnmaskResult } from "./types.ts";

@@ -30,7 +30,7 @@
  *
  * @module
  */
-import { callError } from "../errors.ts";
+import { callError } from "../../core/errors.ts";
 import { AbiBase, type AbiParams, checkBindVcpu } from "./base.ts";
 import {
   FIFO,

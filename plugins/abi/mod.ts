@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { XenUsageError } from "../errors.ts";
+import { XenUsageError } from "../../core/errors.ts";
 import type { AbiParams } from "./base.ts";
 import { FifoAbi } from "./fifo.ts";
 import { FIFO, nrChannels2l, nrChannels3l, type WordBits } from "./layout.ts";

@@ -18,7 +18,7 @@
  *
  * @module
  */
-import { callError, XenUsageError } from "../errors.ts";
+import { callError, XenUsageError } from "../../core/errors.ts";
 import type { AbiMemoryLayout, WordBits } from "./layout.ts";
 
 /** Which ABI: "2l" (default Xen ABI), "3l" (never merged RFC), "fifo" (Xen 4.4+). */

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { EventFd, type EventFdOptions } from "../../ffi/eventfd.ts";
+import { EventFd, type EventFdOptions } from "../../ffi/mod.ts";
 import type { NotifierWaitOptions, WaitableNotifier } from "./notifier.ts";
 
 /**

@@ -7,9 +7,9 @@
  *
  * @module
  */
-import type { EventChannels } from "../event_channels.ts";
-import { XenUsageError } from "../errors.ts";
-import { checkPort } from "../validate.ts";
+import type { EventChannels } from "../../core/event_channels.ts";
+import { XenUsageError } from "../../core/errors.ts";
+import { checkPort } from "../../core/validate.ts";
 import type { DoorbellNotifier } from "./notifier.ts";
 
 /**

@@ -13,8 +13,8 @@
  *
  * @module
  */
-import { ClosedHandleError, XenUsageError } from "../errors.ts";
-import { checkInteger } from "../validate.ts";
+import { ClosedHandleError, XenUsageError } from "../../core/errors.ts";
+import { checkInteger } from "../../core/validate.ts";
 import type { DoorbellNotifier } from "./notifier.ts";
 import { type AccessSize, MemoryRegion, type WriteResult } from "./region.ts";
 

@@ -44,7 +44,7 @@
  *
  * @module
  */
-import { XenUsageError } from "../errors.ts";
+import { XenUsageError } from "../../core/errors.ts";
 import type { DoorbellNotifier } from "./notifier.ts";
 
 /** The width of one access in bytes. */

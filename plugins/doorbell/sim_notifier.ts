@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { ClosedHandleError, XenUsageError } from "../errors.ts";
+import { ClosedHandleError, XenUsageError } from "../../core/errors.ts";
 import type { NotifierWaitOptions, WaitableNotifier } from "./notifier.ts";
 
 /** The largest counter value an eventfd holds: 2^64 - 2. */

@@ -33,7 +33,7 @@
  *
  * @module
  */
-import { ClosedHandleError, XenUsageError } from "../errors.ts";
+import { ClosedHandleError, XenUsageError } from "../../core/errors.ts";
 import {
   type DiskEjectEnable,
   type DomainDeathEnable,

@@ -29,7 +29,7 @@
  *
  * @module
  */
-import { XenUsageError } from "../errors.ts";
+import { XenUsageError } from "../../core/errors.ts";
 import type { TimeoutWatch } from "./registry.ts";
 import type { EventSink } from "./sink.ts";
 import { EventType } from "./types.ts";

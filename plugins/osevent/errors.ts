@@ -1,11 +1,11 @@
 /**
  * The errors of the event machinery. Both extend XenError
- * (plugins/errors.ts); usage mistakes (reentrancy, registering hooks twice,
+ * (core/errors.ts); usage mistakes (reentrancy, registering hooks twice,
  * calling the context from a disaster handler) are plain XenUsageError.
  *
  * @module
  */
-import { errnoName, XenError } from "../errors.ts";
+import { errnoName, XenError } from "../../core/errors.ts";
 import type { EventTypeValue } from "./types.ts";
 
 /**

@@ -6,8 +6,8 @@
  *
  * @module
  */
-import { EventFd } from "../../ffi/eventfd.ts";
-import { ClosedHandleError } from "../errors.ts";
+import { EventFd } from "../../ffi/mod.ts";
+import { ClosedHandleError } from "../../core/errors.ts";
 import type { PendingPortSource } from "./types.ts";
 
 /**

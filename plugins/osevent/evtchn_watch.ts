@@ -15,7 +15,7 @@
  *
  * @module
  */
-import { ClosedHandleError, XenCallError, XenUsageError } from "../errors.ts";
+import { ClosedHandleError, XenCallError, XenUsageError } from "../../core/errors.ts";
 import type { FdWatch } from "./registry.ts";
 import type { EventSink } from "./sink.ts";
 import { EventType, type PendingPortSource, POLLIN, POLLNVAL } from "./types.ts";

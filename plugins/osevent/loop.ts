@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { ClosedHandleError, XenUsageError } from "../errors.ts";
+import { ClosedHandleError, XenUsageError } from "../../core/errors.ts";
 import type { EventContext } from "./context.ts";
 import { DisasterError } from "./errors.ts";
 import type { OsEventHooks, OsEventRef } from "./types.ts";

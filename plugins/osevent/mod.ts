@@ -43,7 +43,7 @@ export {
 } from "./domain_events.ts";
 export { DisasterError, OsEventRegError } from "./errors.ts";
 export { EventFdPortSource } from "./eventfd.ts";
-export { EventFd } from "../../ffi/eventfd.ts";
+export { EventFd } from "../../ffi/mod.ts";
 export { EventChannelWatch, type EventChannelWatchOptions } from "./evtchn_watch.ts";
 export {
   BuiltinLoop,

@@ -27,7 +27,7 @@
  *
  * @module
  */
-import { XenUsageError } from "../errors.ts";
+import { XenUsageError } from "../../core/errors.ts";
 import { OsEventRegError } from "./errors.ts";
 import {
   type BeforePollResult,

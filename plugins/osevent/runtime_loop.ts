@@ -15,9 +15,8 @@
  *
  * @module
  */
-import { loadLibc } from "../../ffi/load.ts";
-import { sharedPoller } from "../../ffi/poller.ts";
-import { XenUsageError } from "../errors.ts";
+import { loadLibc, sharedPoller } from "../../ffi/mod.ts";
+import { XenUsageError } from "../../core/errors.ts";
 import type { EventContext } from "./context.ts";
 import { BuiltinLoop, type FdWaiter, REAL_TIMERS } from "./loop.ts";
 

@@ -21,7 +21,7 @@
  *
  * @module
  */
-import { XenUsageError } from "../errors.ts";
+import { XenUsageError } from "../../core/errors.ts";
 import type { EventContext } from "./context.ts";
 import { BuiltinLoop, type FdWaiter, type LoopTimers } from "./loop.ts";
 import type { Clock } from "./types.ts";

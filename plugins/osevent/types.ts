@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT } from "../backend.ts";
+import { POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT } from "../../core/driver.ts";
 
 export { POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT };
 
@@ -121,7 +121,7 @@ export type EventSelector = EventPredicate | EventFilter | undefined | null;
 
 /**
  * The part of an event channel handle that a watch needs;
- * plugins/event_channels.ts EventChannels satisfies it.
+ * core/event_channels.ts EventChannels satisfies it.
  */
 export interface PendingPortSource {
   /** The pollable descriptor; read while open. */

@@ -4,7 +4,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { XenCallError } from "../../plugins/errors.ts";
+import { XenCallError } from "../../core/errors.ts";
 
 /**
  * A validator for assert.throws: the error is a XenCallError from C

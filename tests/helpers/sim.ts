@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { EventChannelDriver, SharedPages } from "../../plugins/backend.ts";
+import type { EventChannelDriver, SharedPages } from "../../core/driver.ts";
 import { type SimDomainBackend, SimHypervisor } from "../../sim/mod.ts";
 
 /** What serverAndClient() sets up. */

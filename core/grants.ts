@@ -14,8 +14,8 @@ import type {
   GrantTableDriver,
   SharedPages,
   UnmapNotify,
-} from "./backend.ts";
-import { PAGE_SIZE } from "./backend.ts";
+} from "./driver.ts";
+import { PAGE_SIZE } from "./driver.ts";
 import { ClosedHandleError, XenUsageError } from "./errors.ts";
 import {
   checkCount,

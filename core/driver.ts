@@ -2,8 +2,8 @@
  * The backend interface: what a source of event channels and grant tables
  * must provide. The FFI backend (ffi/, the real libxenevtchn and
  * libxengnttab) and the simulator (sim/) both implement it, with the same
- * semantics and the same errors (plugins/errors.ts). The public handles in
- * plugins/event_channels.ts and plugins/grants.ts are written once against it.
+ * semantics and the same errors (core/errors.ts). The public handles in
+ * core/event_channels.ts and core/grants.ts are written once against it.
  *
  * Drivers are low level and synchronous, like the C libraries: every method
  * either succeeds or throws a XenCallError carrying the C function name and

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { type BackendKind, type EventChannelDriver, POLLERR, POLLIN, POLLNVAL } from "./backend.ts";
+import { type BackendKind, type EventChannelDriver, POLLERR, POLLIN, POLLNVAL } from "./driver.ts";
 import { ClosedHandleError, XenUsageError } from "./errors.ts";
 import { checkDomid, checkInteger, checkPort } from "./validate.ts";
 

@@ -1,0 +1,33 @@
+/**
+ * The native layer's public face: what the layers above ffi/ (plugins/,
+ * mod.ts, bench/) may use. Everything else in ffi/ is internal to it: the
+ * symbol tables, the Deno and Bun adapters, the backend's driver classes.
+ *
+ * @module
+ */
+export { createFfiBackend, ffiLibraryFacts } from "./backend.ts";
+export {
+  EFD_CLOEXEC,
+  EFD_NONBLOCK,
+  EFD_SEMAPHORE,
+  EventFd,
+  EVENTFD_MAX,
+  type EventFdOptions,
+  type EventFdWaitOptions,
+} from "./eventfd.ts";
+export {
+  cString,
+  type LibcLibrary,
+  loadLibc,
+  loadXenLibraries,
+  type XenLibraries,
+} from "./load.ts";
+export { FdPoller, sharedPoller } from "./poller.ts";
+export type { Ptr } from "./types.ts";
+
+/**
+ * The URL of the Bun poll Worker script (one blocking poll(2) per message).
+ * Exposed for bench/osevent_dispatch.ts, which measures one Worker per
+ * handle against the shared poller.
+ */
+export const POLL_WORKER_URL: string = new URL("./poll_worker.ts", import.meta.url).href;
