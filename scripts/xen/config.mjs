@@ -50,6 +50,7 @@ export const PROJECT_PATHS = [
   "cli",
   "deno.json",
   "bunfig.toml",
+  "core",
   "ffi",
   "sim",
   "plugins",
