@@ -154,3 +154,17 @@ test("layering: the checker itself catches an upward import", () => {
   const parsed = importsOf(join(ROOT, "mod.ts"));
   assert.ok(parsed.includes("core/errors.ts"), `mod.ts imports read as ${parsed.join(", ")}`);
 });
+
+test("layering: README.md's Layout table names every layer of LAYER_RULES", () => {
+  const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+  const section = readme.match(/^## Layout\n([\s\S]*?)(?=^## )/m)?.[1];
+  assert.ok(section, "README.md has no Layout section");
+  assert.match(section, /tests\/layering\.test\.ts/);
+  const rows = section.split("\n").filter((line) => line.startsWith("| `"));
+  for (const { layer } of LAYER_RULES) {
+    assert.ok(
+      rows.some((row) => row.split("|")[1].includes(`\`${layer}\``)),
+      `layer ${layer} is missing from README.md's Layout table`,
+    );
+  }
+});
