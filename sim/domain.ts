@@ -65,6 +65,15 @@ export class SimDomain {
     this.maptrackLimit = config.maxMaptrack;
   }
 
+  /**
+   * Boot state: the kernel holds `ports` (the first `virqs.length` of them
+   * bound to those VIRQs on vCPU 0). XenUsageError for bad ports or VIRQs.
+   */
+  holdKernelPorts(ports: readonly number[], virqs: readonly number[]): void {
+    this.evtchn.holdKernelPorts(ports, virqs);
+    for (const port of ports) this.kernel.setupPort(port);
+  }
+
   /** A new process id in this domain (1, 2, ...). */
   nextPid(): number {
     return this.#nextPid++;

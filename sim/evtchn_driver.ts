@@ -139,7 +139,9 @@ export class SimEventChannelDriver implements EventChannelDriver, SimHandle {
   }
 
   /**
-   * xenevtchn_unbind: EINVAL for a port beyond the ABI's channel count,
+   * xenevtchn_unbind: EINVAL for a port at or beyond the kernel's channel
+   * count (xen_evtchn_nr_channels(): with FIFO the event array set up so far,
+   * 1024 ports until a port beyond is bound),
    * ENOTCONN for a port not bound by this handle. Ring entries already
    * queued for the port stay (pending() may still return it once).
    */
@@ -147,7 +149,7 @@ export class SimEventChannelDriver implements EventChannelDriver, SimHandle {
     const call = "xenevtchn_unbind";
     this.#open();
     checkU32(port, "port");
-    if (port >= this.#domain.evtchn.state.portLimit) {
+    if (port >= this.#domain.kernel.nrChannels) {
       throw callError(call, "EINVAL", `port ${port} beyond the channel count`);
     }
     if (!this.#ports.has(port)) throw callError(call, "ENOTCONN", `port ${port} not bound here`);

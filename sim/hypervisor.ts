@@ -64,6 +64,23 @@ export interface DomainOptions {
    * QueuePortState: arrival-order delivery, no shared memory layout).
    */
   readonly eventState?: PortEventState;
+  /**
+   * Event channel ports the domain's kernel holds from boot (timers, IPIs,
+   * VIRQs, xenbus, console): they are not free, so user-space binds get
+   * other numbers, and no user handle can notify or unbind them. A real
+   * Linux 6.1 PV dom0 on Xen 4.17 with 2 vCPUs holds ports 1..20 (measured
+   * by tests/dom0/fidelity_dom0.test.ts). Default: none. XenUsageError for a
+   * port outside 1..maxEventChannels or a duplicate.
+   */
+  readonly kernelPorts?: readonly number[];
+  /**
+   * VIRQs the kernel bound on vCPU 0, each on one of `kernelPorts` (in
+   * order): bindVirq answers EEXIST for them. A real dom0 holds 0 (timer),
+   * 2 (console), 9 (pcpu state) and 16 (x86 MCE). Default: none.
+   * XenUsageError for a VIRQ outside 0..23, a duplicate, or more VIRQs than
+   * kernel ports.
+   */
+  readonly kernelVirqs?: readonly number[];
 }
 
 /** Construction options of SimHypervisor. */
@@ -350,7 +367,9 @@ export class SimHypervisor implements SimContext {
       gntallocLimit: gntalloc,
       eventState,
     };
-    this.#domains.set(domid, new SimDomain(domid, config, this.#prng));
+    const domain = new SimDomain(domid, config, this.#prng);
+    domain.holdKernelPorts(o.kernelPorts ?? [], o.kernelVirqs ?? []);
+    this.#domains.set(domid, domain);
   }
 
   /** The domain's ABI state: the requested ABI, or 2-level when Xen lacks it. */

@@ -19,6 +19,9 @@ export interface EvtchnUser {
   interrupt(port: number): void;
 }
 
+/** FIFO event words per event-array page (EVENT_WORDS_PER_PAGE, Linux events_fifo.c). */
+const EVENT_WORDS_PER_PAGE = 1024;
+
 interface Irq {
   refcnt: number;
   user: EvtchnUser | null;
@@ -30,10 +33,31 @@ export class DomainKernel {
   #scanning = false;
   #again = false;
   #dead = false;
+  #fifo: boolean;
+  #eventArrayPages = 1;
 
   /** Attaches to the domain's Xen port table (installs the upcall handler). */
   constructor(readonly xen: DomainEventChannels) {
     xen.onUpcall = (vcpu) => this.#upcall(vcpu);
+    this.#fifo = (xen.state as { readonly kind?: string }).kind === "fifo";
+  }
+
+  /**
+   * xen_evtchn_nr_channels(): the ports the kernel's event ABI covers now.
+   * FIFO: the event array pages set up so far times 1024 event words (the
+   * array grows when a port beyond it is bound, never shrinks); 2-level
+   * (and any other state): the state's port limit. /dev/xen/evtchn answers
+   * EINVAL for an unbind at or beyond it (measured on a real dom0: 1024).
+   */
+  get nrChannels(): number {
+    if (!this.#fifo) return this.xen.state.portLimit;
+    return Math.min(this.#eventArrayPages * EVENT_WORDS_PER_PAGE, this.xen.state.portLimit);
+  }
+
+  /** evtchn_fifo_setup: EVTCHNOP_expand_array until `port` has an event word. */
+  setupPort(port: number): void {
+    const pages = Math.floor(port / EVENT_WORDS_PER_PAGE) + 1;
+    if (pages > this.#eventArrayPages) this.#eventArrayPages = pages;
   }
 
   /** Ports currently bound to a user handle. */
@@ -51,6 +75,7 @@ export class DomainKernel {
    */
   bindUser(port: number, user: EvtchnUser): void {
     if (this.#irqs.has(port)) fail("EEXIST", `port ${port} already has a handler`);
+    this.setupPort(port);
     this.#irqs.set(port, { refcnt: 1, user });
     this.unmask(port);
   }

@@ -12,6 +12,7 @@
  * @module
  */
 import { DOMID_SELF, NR_VIRQS } from "./constants.ts";
+import { XenUsageError } from "../core/errors.ts";
 import { fail } from "./errno.ts";
 import { NO_UPCALL, type PortEventState } from "./port_state.ts";
 import type { Prng } from "./prng.ts";
@@ -75,6 +76,33 @@ export class DomainEventChannels {
   /** True once evtchn_destroy ran (the domain is dying). */
   get dying(): boolean {
     return this.#dying;
+  }
+
+  /**
+   * Marks `ports` as held by the guest kernel since boot (kind "ipi", or
+   * "virq" for the first `virqs.length` of them). XenUsageError for a port
+   * outside 1..maxPort or already open, a VIRQ outside 0..NR_VIRQS-1 or
+   * already bound, or more VIRQs than ports. Call before any allocation.
+   */
+  holdKernelPorts(ports: readonly number[], virqs: readonly number[]): void {
+    if (virqs.length > ports.length) {
+      throw new XenUsageError(`${virqs.length} kernel VIRQs need as many kernel ports`);
+    }
+    ports.forEach((port, i) => {
+      if (!(Number.isInteger(port) && port >= 1 && port <= this.maxPort) || this.#channels[port]) {
+        throw new XenUsageError(`kernel port ${port} is outside 1..${this.maxPort} or repeated`);
+      }
+      const virq = i < virqs.length ? virqs[i] : -1;
+      if (virq !== -1 && !(Number.isInteger(virq) && virq >= 0 && virq < NR_VIRQS)) {
+        throw new XenUsageError(`kernel VIRQ ${virq} is outside 0..${NR_VIRQS - 1}`);
+      }
+      if (virq !== -1 && this.#virqs[virq] !== 0) {
+        throw new XenUsageError(`kernel VIRQ ${virq} is repeated`);
+      }
+      const kind = virq === -1 ? "ipi" : "virq";
+      this.#set(port, { kind, remoteDomid: 0, remote: null, remotePort: 0, virq: Math.max(virq, 0) });
+      if (virq !== -1) this.#virqs[virq] = port;
+    });
   }
 
   /** EVTCHNOP_alloc_unbound for DOMID_SELF. ENOSPC when full, EINVAL when dying. */
@@ -231,6 +259,7 @@ export class DomainEventChannels {
   #set(port: number, chn: Channel): void {
     this.#channels[port] = chn;
     this.#open++;
+    if (port === this.#hint) this.#hint = port + 1;
     // evtchn_port_init: a fresh port is neither pending nor (for Linux) unmasked.
     this.state.clearPending(port);
     this.state.mask(port);
@@ -253,11 +282,10 @@ export class DomainEventChannels {
         if (!this.#channels[port]) return port;
       }
     }
+    // The hint only moves when a port is taken (#set): a bind that fails after
+    // get_free_port leaves its port free, and Xen hands it out again next.
     for (let port = this.#hint; port <= this.maxPort; port++) {
-      if (!this.#channels[port]) {
-        this.#hint = port + 1;
-        return port;
-      }
+      if (!this.#channels[port]) return port;
     }
     this.#hint = this.maxPort + 1;
     return fail("ENOSPC", `d${this.domid} has no free port in 1..${this.maxPort}`);

@@ -1,6 +1,7 @@
 /**
  * The grant table (v1) of one domain, with the granting side as Linux's
- * drivers/xen/grant-table.c drives it (lowest free ref from 8, the table
+ * drivers/xen/grant-table.c drives it (refs from a LIFO free list: a freed
+ * ref is handed out first, never-used refs follow in order from 8; the table
  * growing one 512-entry frame at a time up to max_grant_frames, ENOSPC
  * beyond; gnttab_end_foreign_access deferring while the grant is in use) and
  * the checks Xen makes when another domain maps or copies through a ref
@@ -52,7 +53,10 @@ export interface GrantStatus {
 export class DomainGrantTable {
   #entries: (GrantEntry | undefined)[] = [];
   #frames = 1;
-  #hint = GNTTAB_NR_RESERVED_ENTRIES;
+  /** Freed refs, the most recent last (Linux's gnttab_free_head list). */
+  #freed: number[] = [];
+  /** The lowest ref never handed out (the tail of Linux's initial free list). */
+  #next = GNTTAB_NR_RESERVED_ENTRIES;
   #active = 0;
   #destroyed = false;
 
@@ -153,7 +157,8 @@ export class DomainGrantTable {
   #free(ref: number): void {
     this.#entries[ref] = undefined;
     this.#active--;
-    if (ref < this.#hint) this.#hint = ref;
+    // put_free_entry: the freed ref becomes the head of the free list.
+    if (!this.prng) this.#freed.push(ref);
   }
 
   #freeRef(): number {
@@ -163,19 +168,24 @@ export class DomainGrantTable {
         const ref = this.prng.between(GNTTAB_NR_RESERVED_ENTRIES, this.nrEntries - 1);
         if (!this.#entries[ref]) return ref;
       }
-    }
-    for (;;) {
-      for (let ref = this.#hint; ref < this.nrEntries; ref++) {
-        if (!this.#entries[ref]) {
-          this.#hint = ref + 1;
-          return ref;
-        }
+      for (let ref = GNTTAB_NR_RESERVED_ENTRIES;; ref++) {
+        if (ref >= this.nrEntries) this.#expand();
+        if (!this.#entries[ref]) return ref;
       }
-      this.#hint = this.nrEntries;
-      if (this.#frames >= this.maxFrames) {
-        fail("ENOSPC", `d${this.domid} grant table full (${this.maxFrames} frames)`);
-      }
-      this.#frames++; // gnttab_expand
     }
+    // get_free_entries: the head of the free list (the last ref freed), then
+    // the never-used refs in order, expanding the table when they run out.
+    const freed = this.#freed.pop();
+    if (freed !== undefined) return freed;
+    if (this.#next >= this.nrEntries) this.#expand();
+    return this.#next++;
+  }
+
+  /** gnttab_expand: one more frame, ENOSPC at max_grant_frames. */
+  #expand(): void {
+    if (this.#frames >= this.maxFrames) {
+      fail("ENOSPC", `d${this.domid} grant table full (${this.maxFrames} frames)`);
+    }
+    this.#frames++;
   }
 }
