@@ -100,7 +100,13 @@ export class DomainEventChannels {
         throw new XenUsageError(`kernel VIRQ ${virq} is repeated`);
       }
       const kind = virq === -1 ? "ipi" : "virq";
-      this.#set(port, { kind, remoteDomid: 0, remote: null, remotePort: 0, virq: Math.max(virq, 0) });
+      this.#set(port, {
+        kind,
+        remoteDomid: 0,
+        remote: null,
+        remotePort: 0,
+        virq: Math.max(virq, 0),
+      });
       if (virq !== -1) this.#virqs[virq] = port;
     });
   }

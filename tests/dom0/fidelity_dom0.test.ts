@@ -20,8 +20,8 @@ import process from "node:process";
 import { openEventChannels, XenCallError } from "../../mod.ts";
 import {
   divergenceReport,
-  FIXTURE_VERSION,
   firstDivergence,
+  FIXTURE_VERSION,
   type LaneFixture,
   type RecordedSequence,
   shrink,
@@ -109,8 +109,9 @@ function record(): Promise<Recording> {
     const fixture: LaneFixture = {
       version: FIXTURE_VERSION,
       lane: lane.name,
-      recordedOn:
-        `Xen ${xen}, Linux ${readText("/proc/sys/kernel/osrelease")} PV dom0, ${runtime}, ${seconds} s`,
+      recordedOn: `Xen ${xen}, Linux ${
+        readText("/proc/sys/kernel/osrelease")
+      } PV dom0, ${runtime}, ${seconds} s`,
       startState,
       sequences,
     };
@@ -152,7 +153,9 @@ describe("fidelity on real Xen", { skip }, () => {
     for (const failure of result.failures.slice(toShrink)) {
       reports.push(divergenceReport(failure.seed, [], failure.divergence));
     }
-    const line = `${summaryLine(result.sequences, result.operations, result.failures.length)} (${lane.name}, ${runtime})`;
+    const line = `${
+      summaryLine(result.sequences, result.operations, result.failures.length)
+    } (${lane.name}, ${runtime})`;
     console.log(line);
     if (reports.length) console.log(reports.join("\n\n"));
     assert.equal(result.failures.length, 0, `${line}\n${reports.join("\n\n")}`);
@@ -173,7 +176,9 @@ describe("fidelity on real Xen", { skip }, () => {
       const d = firstDivergence(old.trace, rec.trace);
       if (d) changed.push(`seed ${rec.seed} op ${d.index}: was ${d.expected}, now ${d.actual}`);
     }
-    console.log(`compared ${compared} sequences with the committed fixture, ${changed.length} changed`);
+    console.log(
+      `compared ${compared} sequences with the committed fixture, ${changed.length} changed`,
+    );
     assert.ok(compared > 0, "no sequence of the recording is in the committed fixture");
     assert.deepEqual(changed, [], `real Xen's answers changed:\n${changed.join("\n")}`);
   });

@@ -8,7 +8,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { firstDivergence, type LaneFixture, type RecordedSequence } from "./compare.ts";
-import { type LaneSpec, laneSequence, simTarget } from "./lanes.ts";
+import { laneSequence, type LaneSpec, simTarget } from "./lanes.ts";
 import { recordTrace } from "./run.ts";
 import type { Divergence } from "./compare.ts";
 import type { Dom0StartState } from "./lanes.ts";

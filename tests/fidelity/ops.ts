@@ -368,7 +368,13 @@ function drawOp(rnd: SeededRandom, kind: OpKind): Op {
     case "tblClose":
       return { kind, t: slot(rnd) };
     case "map":
-      return { kind, t: slot(rnd), domid: peer(rnd), ref: refOperand(rnd), writable: rnd.chance(0.8) };
+      return {
+        kind,
+        t: slot(rnd),
+        domid: peer(rnd),
+        ref: refOperand(rnd),
+        writable: rnd.chance(0.8),
+      };
     case "mapRefs": {
       const n = rnd.int(1, 3);
       const grants = Array.from({ length: n }, () => ({ domid: peer(rnd), ref: refOperand(rnd) }));

@@ -125,7 +125,12 @@ class World {
     return this.refs.length ? this.refs[o.slot % this.refs.length] : LITERAL_REFS[2];
   }
 
-  addMapping(mapping: GrantMapping, domids: readonly number[], refs: readonly number[], w: boolean) {
+  addMapping(
+    mapping: GrantMapping,
+    domids: readonly number[],
+    refs: readonly number[],
+    w: boolean,
+  ) {
     this.maps.push({ value: mapping, writable: w, refs: refs.filter((_, i) => domids[i] === 0) });
     for (const [i, ref] of refs.entries()) {
       if (domids[i] === 0) this.mapped.set(ref, (this.mapped.get(ref) ?? 0) + 1);
@@ -392,7 +397,9 @@ function grantOp(world: World, op: Op): Outcome {
       if (!s) return ["shrClose", "skip"];
       const name = `s${world.shr.indexOf(s)}`;
       return attempt(`${name}.close()`, () => {
-        if (!s.closed) for (const t of world.shares) if (isOwnedLive(s, t.value)) world.dropShare(t);
+        if (!s.closed) {
+          for (const t of world.shares) if (isOwnedLive(s, t.value)) world.dropShare(t);
+        }
         s.close();
       });
     }
@@ -431,7 +438,9 @@ function grantOp(world: World, op: Op): Outcome {
       const t = pick(world.tbl, op.t, liveHandle);
       if (!t) return ["tblClose", "skip"];
       return attempt(`t${world.tbl.indexOf(t)}.close()`, () => {
-        if (!t.closed) for (const m of world.maps) if (isOwnedLive(t, m.value)) world.dropMapping(m);
+        if (!t.closed) {
+          for (const m of world.maps) if (isOwnedLive(t, m.value)) world.dropMapping(m);
+        }
         t.close();
       });
     }
@@ -492,7 +501,13 @@ function mapOp(
       const ref = world.ref(op.ref);
       return attempt(
         `${name}.mapGrantRef(${op.domid},${ref},{w:${op.writable}})`,
-        () => done(t.mapGrantRef(op.domid, ref, { writable: op.writable }), [op.domid], [ref], op.writable),
+        () =>
+          done(
+            t.mapGrantRef(op.domid, ref, { writable: op.writable }),
+            [op.domid],
+            [ref],
+            op.writable,
+          ),
       );
     }
     case "mapRefs": {
@@ -540,7 +555,7 @@ function copyOp(world: World, op: Extract<Op, { kind: "copy" }>): Outcome {
   const side = (s: CopySide, source: boolean, salt: number) => {
     if ("local" in s) {
       const buf = new Uint8Array(s.local);
-      if (source) for (let i = 0; i < buf.length; i++) buf[i] = (salt * 31 + i * 7 + 1) & 0xff;
+      if (source) { for (let i = 0; i < buf.length; i++) buf[i] = (salt * 31 + i * 7 + 1) & 0xff; }
       else dests.push(buf);
       return { local: buf };
     }
