@@ -74,7 +74,8 @@ export class EventChannels implements Disposable, AsyncDisposable {
   /**
    * Allocates a new unbound port that `remoteDomid` may bind to
    * (xenevtchn_bind_unbound_port). Returns the local port. Throws
-   * XenCallError (ESRCH: no such domain; EACCES after restrict()),
+   * XenCallError (EACCES after restrict(); ENOSPC: no free port; Xen does
+   * not check that the domain exists),
    * XenUsageError, ClosedHandleError.
    */
   bindUnboundPort(remoteDomid: number): number {

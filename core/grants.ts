@@ -260,7 +260,8 @@ export class GrantTable extends GrantHandle<GrantMapping> {
   /**
    * Maps several grants, each from its own domain, as one contiguous range
    * (xengnttab_map_grant_refs). On any failure nothing stays mapped. Throws
-   * like mapGrantRef.
+   * like mapGrantRef; the simulator also refuses (XenUsageError) refs that
+   * are not adjacent pages of one share in order (see README Limitations).
    */
   mapGrantRefs(grants: readonly GrantRef[], options: AccessOptions = {}): GrantMapping {
     const domids = grants.map((g) => checkDomid(g.domid));
