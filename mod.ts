@@ -48,6 +48,8 @@ export {
 export { EventChannels } from "./core/event_channels.ts";
 export type { EventChannelHoldings, WaitOptions } from "./core/event_channels.ts";
 export { GrantMapping, GrantShare, GrantTable, SharedGrant } from "./core/grants.ts";
+export { setLeakReporter, warnLeak } from "./core/lifetimes.ts";
+export type { LeakKind, LeakReport, LeakReporter } from "./core/lifetimes.ts";
 export type { AccessOptions, GrantHoldings, GrantRef, NotifyOptions } from "./core/grants.ts";
 export { defaultSimulator, SimHypervisor } from "./sim/mod.ts";
 export type {

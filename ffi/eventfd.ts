@@ -74,9 +74,10 @@ export class EventFd implements Disposable {
    * [| EFD_SEMAPHORE])), loading libc through ffi/load.ts on first use.
    * Rejects with XenUsageError for an initval that is not a uint32,
    * XenCallError("eventfd") with errno (EMFILE, ENFILE, ENOMEM, ...) when the
-   * kernel refuses, LibraryNotFoundError when the libraries cannot be loaded
-   * (ffi/load.ts loads libc together with the Xen libraries), and Deno's
-   * NotCapable without --allow-ffi. The caller owns the result.
+   * kernel refuses, LibraryNotFoundError when libc cannot be loaded (only
+   * libc: ffi/load.ts loadLibc, so an eventfd works without the Xen
+   * libraries), and Deno's NotCapable without --allow-ffi. The caller owns
+   * the result.
    */
   static async create(options: EventFdOptions = {}): Promise<EventFd> {
     checkOptions(options);

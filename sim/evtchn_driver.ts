@@ -57,6 +57,11 @@ export class SimEventChannelDriver implements EventChannelDriver, SimHandle {
     owner.attach(this);
   }
 
+  /** True once closed: by close(), the process crashing or the domain dying. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
   /** Ports bound through this handle. */
   get boundPorts(): number {
     return this.#ports.size;
@@ -68,13 +73,17 @@ export class SimEventChannelDriver implements EventChannelDriver, SimHandle {
   }
 
   /**
-   * xenevtchn_notify: EVTCHNOP_send on a port bound by this handle. ENOTCONN
-   * for any other port. Xen's own result is ignored, as Linux's
+   * xenevtchn_notify: EVTCHNOP_send on a port bound by this handle. EINVAL
+   * for a port beyond the ABI's channel count, ENOTCONN for any other port
+   * not bound here. Xen's own result is ignored, as Linux's
    * notify_remote_via_evtchn does (a VIRQ port "succeeds" and does nothing).
    */
   notify(port: number): void {
     this.#open();
     checkU32(port, "port");
+    if (port >= this.#domain.evtchn.state.portLimit) {
+      throw callError("xenevtchn_notify", "EINVAL", `port ${port} beyond the channel count`);
+    }
     if (!this.#ports.has(port)) {
       throw callError("xenevtchn_notify", "ENOTCONN", `port ${port} not bound here`);
     }

@@ -6,9 +6,10 @@
  * DOMAIN_SHUTDOWN, DOMAIN_DEATH, DISK_EJECT, and EVTCHN_PORT for watched
  * event channel handles).
  *
- * This module is what the top-level mod.ts re-exports; nothing here is
+ * This module is published on its own, as the package's "./osevent" export
+ * (deno.json); the top-level mod.ts does not re-export it. Nothing here is
  * runtime-specific except runtime_loop.ts and eventfd.ts, which go through
- * ffi/.
+ * ffi/mod.ts.
  *
  * @example
  * ```ts
