@@ -6,6 +6,7 @@
  *
  * @module
  */
+import type { DomainFlags, DomainInfo } from "../../mod.ts";
 import type {
   DomainInfoProvider,
   DomainStatusLike,
@@ -152,4 +153,84 @@ export class FakeDomains implements DomainInfoProvider {
 /** Lets queued microtasks and zero-delay timers run (the source's watch loop). */
 export async function settle(): Promise<void> {
   for (let i = 0; i < 3; i++) await new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+/** A full DomainInfo (as ffi/mod.ts DomainControl returns) with the given flags and memory. */
+export function fakeDomainInfo(
+  domid: number,
+  options: {
+    readonly flags?: Partial<DomainFlags>;
+    readonly shutdownReason?: number;
+    readonly memoryKb?: number;
+    readonly handle?: string;
+  } = {},
+): DomainInfo {
+  const memoryKb = options.memoryKb ?? 262144;
+  const flags: DomainFlags = {
+    dying: false,
+    hvm: false,
+    shutdown: false,
+    paused: false,
+    blocked: true,
+    running: false,
+    debugged: false,
+    xsDomain: false,
+    hap: false,
+    ...options.flags,
+  };
+  const info: DomainInfo = {
+    domid,
+    flags,
+    rawFlags: 0,
+    totPages: memoryKb / 4,
+    maxPages: memoryKb / 4,
+    outstandingPages: 0,
+    sharedPages: 0,
+    pagedPages: 0,
+    memoryKb,
+    onlineVcpus: 1,
+    maxVcpuId: 0,
+    cpuTimeNs: 0n,
+    ssidref: 0,
+    handle: options.handle ?? `00000000-0000-0000-0000-${domid.toString(16).padStart(12, "0")}`,
+    cpupool: 0,
+  };
+  return flags.shutdown ? { ...info, shutdownReason: options.shutdownReason ?? 0 } : info;
+}
+
+/** DomainControl's shape over a mutable map of full DomainInfo entries. */
+export class FakeDomainControl {
+  readonly domains = new Map<number, DomainInfo>();
+  readonly libraryPath = "fake libxenctrl";
+  closes = 0;
+
+  constructor(...entries: DomainInfo[]) {
+    for (const d of entries) this.domains.set(d.domid, d);
+  }
+
+  list(): DomainInfo[] {
+    return [...this.domains.values()].sort((a, b) => a.domid - b.domid);
+  }
+
+  info(domid: number): DomainInfo | undefined {
+    return this.domains.get(domid);
+  }
+
+  /** Shuts `domid` down with `reason` (SHUTDOWN_* code). */
+  shutdown(domid: number, reason: number): void {
+    const d = this.domains.get(domid)!;
+    this.domains.set(
+      domid,
+      fakeDomainInfo(domid, {
+        flags: { ...d.flags, shutdown: true },
+        shutdownReason: reason,
+        memoryKb: d.memoryKb,
+        handle: d.handle,
+      }),
+    );
+  }
+
+  close(): void {
+    this.closes++;
+  }
 }
