@@ -24,6 +24,7 @@
  */
 import { createFfiBackend } from "./ffi/mod.ts";
 export { ffiLibraryFacts } from "./ffi/mod.ts";
+export { DomainControl, type DomainFlags, type DomainInfo, openDomainControl } from "./ffi/mod.ts";
 import type { BackendKind, XenBackend } from "./core/driver.ts";
 import { LibraryNotFoundError, XenCallError } from "./core/errors.ts";
 import { EventChannels } from "./core/event_channels.ts";

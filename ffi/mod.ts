@@ -7,6 +7,15 @@
  */
 export { createFfiBackend, ffiLibraryFacts } from "./backend.ts";
 export {
+  DomainControl,
+  type DomainFlags,
+  type DomainInfo,
+  DOMAININFO_LAYOUT,
+  DOMINF,
+  openDomainControl,
+  parseDomainInfo,
+} from "./domain_control.ts";
+export {
   EFD_CLOEXEC,
   EFD_NONBLOCK,
   EFD_SEMAPHORE,

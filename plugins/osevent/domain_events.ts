@@ -47,13 +47,24 @@ export interface DomainState {
 }
 
 /**
- * Where domain events come from. `subscribe` must call the listener
- * synchronously after each state change and return an unsubscribe function;
- * `domainState` returns undefined for a domain that does not exist (never
- * created, or destroyed).
+ * How a source reports that it can no longer see every change (its watch
+ * failed, a domain list could not be read): `message` says what it was
+ * doing, `cause` is the error (or undefined). The context turns it into a
+ * disaster (libxl: LIBXL__EVENT_DISASTER "get domain info list").
+ */
+export type SourceFailure = (message: string, cause: unknown) => void;
+
+/**
+ * Where domain events come from. `subscribe` must call the listener after
+ * each state change it detects (the simulator: synchronously inside the
+ * change; a real source: after the scan that found it), never inside
+ * subscribe itself, and return an unsubscribe function; it may call
+ * `onFailure` (optional to implement) when it loses track. `domainState`
+ * returns undefined for a domain that does not exist (never created,
+ * destroyed or dying).
  */
 export interface DomainEventSource {
-  subscribe(listener: (event: RawDomainEvent) => void): () => void;
+  subscribe(listener: (event: RawDomainEvent) => void, onFailure?: SourceFailure): () => void;
   domainState(domid: number): DomainState | undefined;
 }
 
@@ -154,7 +165,14 @@ export class DomainEvents {
   constructor(sink: EventSink, source: DomainEventSource) {
     this.#sink = sink;
     this.#source = source;
-    this.#unsubscribe = source.subscribe((event) => this.#onRaw(event));
+    this.#unsubscribe = source.subscribe(
+      (event) => this.#onRaw(event),
+      (message, cause) => {
+        if (!this.#unsubscribe) return;
+        const errno = (cause as { errno?: unknown } | null)?.errno;
+        this.#sink.disaster(0, message, typeof errno === "number" ? errno : 0, cause);
+      },
+    );
   }
 
   /** Number of enabled generators. */

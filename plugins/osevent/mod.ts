@@ -41,6 +41,7 @@ export {
   type DomainState,
   type RawDomainEvent,
   shutdownReasonName,
+  type SourceFailure,
 } from "./domain_events.ts";
 export { DisasterError, OsEventRegError } from "./errors.ts";
 export { EventFdPortSource } from "./eventfd.ts";
@@ -74,5 +75,21 @@ export {
   type VirtualTimerClock,
   virtualTimers,
 } from "./sim_clock_loop.ts";
-export { type SimDomainEventsLike, simDomainSource } from "./sim_domains.ts";
+export {
+  type SimDomainEventsLike,
+  simDomainInfo,
+  type SimDomainListLike,
+  simDomainSource,
+  simReleaseDomainWatch,
+} from "./sim_domains.ts";
+export {
+  type DomainInfoProvider,
+  type DomainStatusLike,
+  RELEASE_DOMAIN,
+  type ReleaseDomainWatcher,
+  XenDomainSource,
+  xenDomainSource,
+  type XenDomainSourceOptions,
+  type XenDomainSourceStats,
+} from "./xen_domains.ts";
 export * from "./types.ts";
