@@ -10,6 +10,7 @@ import { BENCH_SPEC, benchOptions, runBench } from "./bench.ts";
 import { DEMO_SPEC, demoOptions, runDemo } from "./demo.ts";
 import type { Output } from "./io.ts";
 import { PROBE_SPEC, probeOptions, runProbe } from "./probe.ts";
+import { runVchan, VCHAN_SPEC, vchanOptions } from "./vchan.ts";
 import { runWatch, WATCH_SPEC, watchOptions } from "./watch.ts";
 
 /** Exit status for a command-line mistake. */
@@ -26,6 +27,7 @@ export const COMMANDS: readonly Command[] = [
   { spec: PROBE_SPEC, run: (v, out) => runProbe(probeOptions(v), out) },
   { spec: WATCH_SPEC, run: (v, out, signal) => runWatch(watchOptions(v), out, { signal }) },
   { spec: BENCH_SPEC, run: (v, out) => runBench(benchOptions(v), out) },
+  { spec: VCHAN_SPEC, run: (v, out, signal) => runVchan(vchanOptions(v), out, signal) },
 ];
 
 /** The top-level help text. */
