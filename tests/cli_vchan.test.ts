@@ -42,7 +42,7 @@ function runWithStdin(
   });
 }
 
-test("[sim][vchan] cli: vchan --simulate echoes 1 MiB of stdin to stdout (child process)", async () => {
+test("cli: vchan --simulate echoes 1 MiB of stdin to stdout (child process) [vchan:sim]", async () => {
   const input = patternBytes(1 << 20, 21);
   const { code, stdout, stderr } = await runWithStdin(["vchan", "--simulate"], input);
   assert.equal(code, 0, stderr);
@@ -51,7 +51,7 @@ test("[sim][vchan] cli: vchan --simulate echoes 1 MiB of stdin to stdout (child 
   assert.match(stderr, /simulated echo server in dom0 at \/local\/domain\/0\/data\/vchan\/1\/1/);
 });
 
-test("[sim][vchan] cli: runVchan in-process with granted rings, empty input too", async () => {
+test("cli: runVchan in-process with granted rings, empty input too [vchan:sim]", async () => {
   for (const input of [patternBytes(300000, 2), new Uint8Array(0)]) {
     const chunks: Uint8Array[] = [];
     const out = bufferOutput();
@@ -70,7 +70,7 @@ test("[sim][vchan] cli: runVchan in-process with granted rings, empty input too"
   }
 });
 
-test("[vchan] cli: vchan --help, bad arguments exit 2, no Xen exits 1", async () => {
+test("cli: vchan --help, bad arguments exit 2, no Xen exits 1 [vchan:sim]", async () => {
   const help = await runCli(["vchan", "--help"]);
   assert.equal(help.code, 0);
   assert.match(help.stdout, /Usage: xenchan vchan \(--server \| --client\)/);

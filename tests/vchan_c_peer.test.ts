@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-test("[vchan] bench/c/vchan_peer.c builds with gcc -lxenvchan", () => {
+test("bench/c/vchan_peer.c builds with gcc -lxenvchan [vchan:c-build]", () => {
   const source = new URL("../bench/c/vchan_peer.c", import.meta.url).pathname;
   const dir = mkdtempSync(join(tmpdir(), "vchan-peer-"));
   try {

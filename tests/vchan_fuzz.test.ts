@@ -290,7 +290,7 @@ async function fuzz(role: Role, sizes: readonly [number, number], commands: Comm
 }
 
 for (const role of ["server", "client"] as const) {
-  test(`[sim][vchan] fuzz: a hostile ${role === "server" ? "client" : "server"} writing garbage into the page`, async () => {
+  test(`fuzz: a hostile ${role === "server" ? "client" : "server"} writing garbage into the page [vchan:sim]`, async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.constantFrom(...SIZES),
@@ -302,7 +302,7 @@ for (const role of ["server", "client"] as const) {
   });
 }
 
-test("[sim][vchan] fuzz: a client refuses a page with orders the protocol forbids, with a typed error", async () => {
+test("fuzz: a client refuses a page with orders the protocol forbids, with a typed error [vchan:sim]", async () => {
   await fc.assert(
     fc.asyncProperty(
       fc.integer({ min: 0, max: 0xffff }),

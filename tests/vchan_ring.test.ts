@@ -42,7 +42,7 @@ function start(job: Record<string, unknown>): Promise<Result> {
 }
 
 for (const order of [10, 12, 14]) {
-  test(`[vchan] ring order ${order}: 4 MiB between two threads, every byte checked`, async () => {
+  test(`ring order ${order}: 4 MiB between two threads, every byte checked [vchan:threads]`, async () => {
     const page = new SharedArrayBuffer(4096);
     const ring = new SharedArrayBuffer(1 << order);
     const bell = new SharedArrayBuffer(8);
@@ -65,7 +65,7 @@ for (const order of [10, 12, 14]) {
   });
 }
 
-test("[vchan] ring indices wrap at 2^32 and a corrupted index is a RingFault, never a bad copy", () => {
+test("ring indices wrap at 2^32 and a corrupted index is a RingFault, never a bad copy [vchan:threads]", () => {
   const page = new Uint8Array(4096);
   const header = new VchanHeader(page);
   const start = 0xffffff00;

@@ -41,7 +41,7 @@ function peek(hv: SimHypervisor, d1: number, ref: number): DataView {
   return new DataView(m.bytes.buffer, m.bytes.byteOffset, 4096);
 }
 
-test("[sim][vchan] server sizing follows init.c", () => {
+test("server sizing follows init.c [vchan:sim]", () => {
   assert.deepEqual(serverOrders(0, 0), { read: 10, write: 11 });
   assert.deepEqual(serverOrders(1024, 2048), { read: 10, write: 11 });
   assert.deepEqual(serverOrders(2048, 1024), { read: 11, write: 10 });
@@ -53,7 +53,7 @@ test("[sim][vchan] server sizing follows init.c", () => {
   assert.throws(() => serverOrders(-1, 0), /readMin must be an integer/);
 });
 
-test("[sim][vchan] rendezvous: keys, permissions n<server> r<client>, header after connect", async () => {
+test("rendezvous: keys, permissions n<server> r<client>, header after connect [vchan:sim]", async () => {
   const { hv, d1, xs, path, server, client } = await vchanPair();
   assert.equal(path, `/local/domain/0/data/vchan/${d1}/5`);
   const ref = Number(xs.node(`${path}/ring-ref`)?.value);
@@ -85,7 +85,7 @@ test("[sim][vchan] rendezvous: keys, permissions n<server> r<client>, header aft
   assert.deepEqual(xs.paths(path), [], "the server removes its path on close");
 });
 
-test("[sim][vchan] server header before a client: cli_live 2, cli_notify WRITE; client sets srv_notify", async () => {
+test("server header before a client: cli_live 2, cli_notify WRITE; client sets srv_notify [vchan:sim]", async () => {
   const hv = new SimHypervisor();
   const d1 = hv.createDomain();
   const xs = new MemoryXenStore(hv);
@@ -135,7 +135,7 @@ for (
     [1 << 20, 0, 20, 11],
   ] as const
 ) {
-  test(`[sim][vchan] data both ways with orders ${left}/${right}`, async () => {
+  test(`data both ways with orders ${left}/${right} [vchan:sim]`, async () => {
     const { hv, d1, xs, path, server, client } = await vchanPair({ readMin, writeMin });
     const page = peek(hv, d1, Number(xs.node(`${path}/ring-ref`)?.value));
     assert.equal(page.getUint16(VCHAN_OFFSET.leftOrder, true), left);
@@ -158,7 +158,7 @@ for (
   });
 }
 
-test("[sim][vchan] streams: 4 MiB each way through 1 KiB and 2 KiB rings, with backpressure", async () => {
+test("streams: 4 MiB each way through 1 KiB and 2 KiB rings, with backpressure [vchan:sim]", async () => {
   const { server, client } = await vchanPair();
   const size = 4 << 20;
   const up = patternBytes(size, 11);
@@ -193,7 +193,7 @@ test("[sim][vchan] streams: 4 MiB each way through 1 KiB and 2 KiB rings, with b
   server.close();
 });
 
-test("[sim][vchan] pipeTo and pipeThrough: an echo server", async () => {
+test("pipeTo and pipeThrough: an echo server [vchan:sim]", async () => {
   const { server, client } = await vchanPair({ readMin: 8192, writeMin: 8192 });
   const done = server.readable.pipeTo(server.writable).catch((e) => e);
   const message = patternBytes(200000, 5);
@@ -208,7 +208,7 @@ test("[sim][vchan] pipeTo and pipeThrough: an echo server", async () => {
   server.close();
 });
 
-test("[sim][vchan] packets: all or nothing, exact sizes, EMSGSIZE", async () => {
+test("packets: all or nothing, exact sizes, EMSGSIZE [vchan:sim]", async () => {
   const { server, client } = await vchanPair();
   // The client's write ring is 1024 bytes.
   assert.equal(client.trySend(new Uint8Array(1000).fill(1)), true);
@@ -245,7 +245,7 @@ test("[sim][vchan] packets: all or nothing, exact sizes, EMSGSIZE", async () => 
   server.close();
 });
 
-test("[sim][vchan] client crash mid-stream: the server's streams end with ECONNRESET within one event", async () => {
+test("client crash mid-stream: the server's streams end with ECONNRESET within one event [vchan:sim]", async () => {
   const { server, client, clientProcess } = await vchanPair();
   const reading = collect(server.readable);
   const writer = server.writable.getWriter();
@@ -264,7 +264,7 @@ test("[sim][vchan] client crash mid-stream: the server's streams end with ECONNR
   client.close();
 });
 
-test("[sim][vchan] server crash: the client reads what was left, then ECONNRESET", async () => {
+test("server crash: the client reads what was left, then ECONNRESET [vchan:sim]", async () => {
   const { server, client, serverProcess, xs, path } = await vchanPair();
   await server.write(new TextEncoder().encode("last words"));
   serverProcess.crash(); // gntalloc's unmap notification clears srv_live
@@ -278,7 +278,7 @@ test("[sim][vchan] server crash: the client reads what was left, then ECONNRESET
   server.close();
 });
 
-test("[sim][vchan] peer's domain destroyed: ECONNRESET through @releaseDomain, with no live-byte change", async () => {
+test("peer's domain destroyed: ECONNRESET through @releaseDomain, with no live-byte change [vchan:sim]", async () => {
   const { hv, d1, server } = await vchanPair();
   const reading = server.read();
   hv.destroy(d1);
@@ -290,7 +290,7 @@ test("[sim][vchan] peer's domain destroyed: ECONNRESET through @releaseDomain, w
   server.close();
 });
 
-test("[sim][vchan] close from either side", async () => {
+test("close from either side [vchan:sim]", async () => {
   {
     const { server, client } = await vchanPair();
     await client.write(new TextEncoder().encode("bye"));
@@ -328,7 +328,7 @@ test("[sim][vchan] close from either side", async () => {
   }
 });
 
-test("[sim][vchan] AbortSignal: an aborted wait rejects with the reason and the vchan stays usable", async () => {
+test("AbortSignal: an aborted wait rejects with the reason and the vchan stays usable [vchan:sim]", async () => {
   const { server, client } = await vchanPair();
   const controller = new AbortController();
   const waiting = server.recv(10, { signal: controller.signal });
@@ -361,7 +361,7 @@ test("[sim][vchan] AbortSignal: an aborted wait rejects with the reason and the 
   server.close();
 });
 
-test("[sim][vchan] connect: ENOENT without a server; wait: true waits for it", async () => {
+test("connect: ENOENT without a server; wait: true waits for it [vchan:sim]", async () => {
   const hv = new SimHypervisor();
   const d1 = hv.createDomain();
   const xs = new MemoryXenStore(hv);
@@ -399,7 +399,7 @@ test("[sim][vchan] connect: ENOENT without a server; wait: true waits for it", a
   );
 });
 
-test("[sim][vchan] using releases every handle; bad options are XenUsageError", async () => {
+test("using releases every handle; bad options are XenUsageError [vchan:sim]", async () => {
   const hv = new SimHypervisor();
   const d1 = hv.createDomain();
   const xs = new MemoryXenStore(hv);
