@@ -11,6 +11,7 @@ import { DEMO_SPEC, demoOptions, runDemo } from "./demo.ts";
 import { DOMAINS_SPEC, domainsOptions, runDomains } from "./domains.ts";
 import type { Output } from "./io.ts";
 import { PROBE_SPEC, probeOptions, runProbe } from "./probe.ts";
+import { runVchan, VCHAN_SPEC, vchanOptions } from "./vchan.ts";
 import { runWatch, WATCH_SPEC, watchOptions } from "./watch.ts";
 
 /** Exit status for a command-line mistake. */
@@ -31,6 +32,7 @@ export const COMMANDS: readonly Command[] = [
     spec: DOMAINS_SPEC,
     run: (v, out, signal) => runDomains(domainsOptions(v), out, { signal }),
   },
+  { spec: VCHAN_SPEC, run: (v, out, signal) => runVchan(vchanOptions(v), out, signal) },
 ];
 
 /** The top-level help text. */
