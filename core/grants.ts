@@ -25,6 +25,7 @@ import {
   checkPort,
   checkRef,
 } from "./validate.ts";
+import { checkAccessOptions, checkCopySegments, checkGrantRefs, checkRefList } from "./validate.ts";
 
 /** Options for mapping or sharing. */
 export interface AccessOptions {
@@ -201,11 +202,11 @@ abstract class GrantHandle<Range extends PageRange> implements Disposable, Async
   }
 }
 
-function access(options: AccessOptions): boolean {
-  return options.writable ?? true;
+function access(options: AccessOptions | undefined): boolean {
+  return checkAccessOptions(options);
 }
 
-function unmapNotify(options: NotifyOptions): UnmapNotify {
+function unmapNotify(options: NotifyOptions = {}): UnmapNotify {
   return {
     offset: options.notifyOffset === undefined
       ? undefined
@@ -253,7 +254,7 @@ export class GrantTable extends GrantHandle<GrantMapping> {
    * read-only mapped writable, per the kernel), XenUsageError,
    * ClosedHandleError.
    */
-  mapGrantRef(domid: number, ref: number, options: AccessOptions = {}): GrantMapping {
+  mapGrantRef(domid: number, ref: number, options?: AccessOptions): GrantMapping {
     return this.#map([checkDomid(domid)], [checkRef(ref)], access(options));
   }
 
@@ -262,18 +263,18 @@ export class GrantTable extends GrantHandle<GrantMapping> {
    * (xengnttab_map_grant_refs). On any failure nothing stays mapped. Throws
    * like mapGrantRef.
    */
-  mapGrantRefs(grants: readonly GrantRef[], options: AccessOptions = {}): GrantMapping {
-    const domids = grants.map((g) => checkDomid(g.domid));
-    return this.#map(domids, grants.map((g) => checkRef(g.ref)), access(options));
+  mapGrantRefs(grants: readonly GrantRef[], options?: AccessOptions): GrantMapping {
+    const { domids, refs } = checkGrantRefs("grants", grants);
+    return this.#map(domids, refs, access(options));
   }
 
   /** Maps several grants of one domain (xengnttab_map_domain_grant_refs). Throws like mapGrantRef. */
   mapDomainGrantRefs(
     domid: number,
     refs: readonly number[],
-    options: AccessOptions = {},
+    options?: AccessOptions,
   ): GrantMapping {
-    return this.#map(checkDomid(domid), refs.map(checkRef), access(options));
+    return this.#map(checkDomid(domid), checkRefList("refs", refs), access(options));
   }
 
   /**
@@ -284,7 +285,7 @@ export class GrantTable extends GrantHandle<GrantMapping> {
    * be set up nothing is mapped: XenCallError (EINVAL for clearing a byte of
    * a read-only mapping or an unknown port).
    */
-  mapGrantRefNotify(domid: number, ref: number, options: NotifyOptions = {}): GrantMapping {
+  mapGrantRefNotify(domid: number, ref: number, options?: NotifyOptions): GrantMapping {
     return this.#map([checkDomid(domid)], [checkRef(ref)], access(options), unmapNotify(options));
   }
 
@@ -321,6 +322,7 @@ export class GrantTable extends GrantHandle<GrantMapping> {
    */
   grantCopy(segments: readonly GrantCopySegment[]): number[] {
     this.live();
+    checkCopySegments("segments", segments);
     segments.forEach((segment, i) => checkSegment(segment, i));
     return this.#driver.grantCopy(segments);
   }
@@ -382,7 +384,7 @@ export class GrantShare extends GrantHandle<SharedGrant> {
    * failure nothing is allocated: XenCallError (ENOSPC or ENOMEM past the
    * kernel's limit), XenUsageError, ClosedHandleError.
    */
-  sharePages(domid: number, count: number, options: AccessOptions = {}): SharedGrant {
+  sharePages(domid: number, count: number, options?: AccessOptions): SharedGrant {
     this.live();
     return this.#add(
       this.#driver.sharePages(checkDomid(domid), checkCount(count), access(options)),
@@ -395,7 +397,7 @@ export class GrantShare extends GrantHandle<SharedGrant> {
    * `notifyOffset` is zeroed and `notifyPort` is notified. Throws like
    * sharePages.
    */
-  sharePageNotify(domid: number, options: NotifyOptions = {}): SharedGrant {
+  sharePageNotify(domid: number, options?: NotifyOptions): SharedGrant {
     this.live();
     const shared = this.#driver.sharePageNotify(
       checkDomid(domid),

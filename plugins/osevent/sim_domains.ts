@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { checkFunction, checkObject } from "../../core/validate.ts";
 import type { DomainEventSource, DomainState, RawDomainEvent } from "./domain_events.ts";
 
 /** What the adapter needs from sim/hypervisor.ts SimHypervisor. */
@@ -34,10 +35,14 @@ const REASON_CODES: Readonly<Record<string, number>> = {
 
 /**
  * Adapts a SimHypervisor: pass the result as `domains` when creating an
- * EventContext. Throws nothing; the context subscribes when it is created
- * and unsubscribes when it closes.
+ * EventContext. Throws XenUsageError for an `hv` without onDomainEvent()
+ * and domainInfo(); the context subscribes when it is created and
+ * unsubscribes when it closes.
  */
 export function simDomainSource(hv: SimDomainEventsLike): DomainEventSource {
+  checkObject("hv", hv);
+  checkFunction("hv.onDomainEvent", hv.onDomainEvent);
+  checkFunction("hv.domainInfo", hv.domainInfo);
   return {
     subscribe(listener: (event: RawDomainEvent) => void): () => void {
       return hv.onDomainEvent((event) => {
