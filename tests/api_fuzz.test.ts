@@ -31,6 +31,7 @@ import {
 } from "../mod.ts";
 import { gntstName, QueuePortState, SimHypervisor } from "../sim/mod.ts";
 import { describe } from "../core/validate.ts";
+import type { EventChannelDriver } from "../core/driver.ts";
 import {
   attachRuntimeLoop,
   attachSimClockLoop,
@@ -110,6 +111,7 @@ class World {
   });
   readonly domids: number[] = [0];
   readonly evtchns: EventChannels[] = [];
+  readonly drivers: EventChannelDriver[] = [];
   readonly tables: GrantTable[] = [];
   readonly shares: GrantShare[] = [];
   readonly mappings: GrantMapping[] = [];
@@ -247,6 +249,8 @@ const OPS: readonly Op[] = [
   { name: "selectBackend", args: [K.backend], run: (_w, _s, a) => selectBackend(a[0] as never) },
   // ---- EventChannels ----------------------------------------------------------
   ...evtchnOps(),
+  // ---- the simulator's event channel driver (sim/mod.ts SimEventChannelDriver) --
+  ...driverOps(),
   // ---- GrantTable / GrantShare ------------------------------------------------
   ...grantOps(),
   // ---- the simulator ----------------------------------------------------------
@@ -331,6 +335,67 @@ function evtchnOps(): Op[] {
     },
     { name: "holdings", target: h, args: [], run: (_w, s: EventChannels) => s.holdings() },
     { name: "evtchn.close", target: h, args: [], run: (_w, s: EventChannels) => s.close() },
+  ];
+}
+
+function driverOps(): Op[] {
+  const d = on((w) => w.drivers);
+  const keepPort = (w: World, p: unknown) => {
+    if (typeof p === "number") w.ports.push(p);
+  };
+  return [
+    {
+      name: "driver.open",
+      args: [K.domid],
+      run: (w, _s, a) => w.hv.backend(a[0] as never).openEventChannels(),
+      keep: (w, drv: EventChannelDriver) => w.drivers.push(drv),
+    },
+    {
+      name: "driver.bindUnboundPort",
+      target: d,
+      args: [K.domid],
+      run: (_w, s: EventChannelDriver, a) => s.bindUnboundPort(a[0] as never),
+      keep: keepPort,
+    },
+    {
+      name: "driver.bindInterdomain",
+      target: d,
+      args: [K.domid, K.port],
+      run: (_w, s: EventChannelDriver, a) => s.bindInterdomain(a[0] as never, a[1] as never),
+      keep: keepPort,
+    },
+    {
+      name: "driver.bindVirq",
+      target: d,
+      args: [K.virq],
+      run: (_w, s: EventChannelDriver, a) => s.bindVirq(a[0] as never),
+      keep: keepPort,
+    },
+    {
+      name: "driver.notify/unbind/unmask/restrict",
+      target: d,
+      args: [K.port, K.small],
+      run: (_w, s: EventChannelDriver, a) => {
+        const which = typeof a[1] === "number" ? a[1] % 4 : 0;
+        if (which === 0) return s.notify(a[0] as never);
+        if (which === 1) return s.unbind(a[0] as never);
+        if (which === 2) return s.unmask(a[0] as never);
+        return s.restrict(a[0] as never);
+      },
+    },
+    {
+      name: "driver.pollNow/pending",
+      target: d,
+      args: [() => 0],
+      run: (_w, s: EventChannelDriver, a) => (s.pollNow(a[0] as never) ? s.pending() : 0),
+    },
+    {
+      name: "driver.waitReadable",
+      target: d,
+      args: [(_w, n) => (n % 2 === 0 ? undefined : new AbortController().signal)],
+      run: (_w, s: EventChannelDriver, a) => s.waitReadable(a[0] as never),
+    },
+    { name: "driver.close", target: d, args: [], run: (_w, s: EventChannelDriver) => s.close() },
   ];
 }
 
@@ -1007,6 +1072,7 @@ async function closeAll(w: World): Promise<void> {
   for (const off of w.unsubscribe) off();
   for (const ctx of w.contexts) expectXen("ctx.close", () => ctx.close());
   for (const h of w.evtchns) h.close();
+  for (const drv of w.drivers) drv.close();
   for (const t of w.tables) t.close();
   for (const s of w.shares) s.close();
   for (const s of w.notifiers) s.close();
@@ -1060,6 +1126,7 @@ it(`api fuzz: >= ${MIN_CALLS} random calls, every failure a XenError, nothing le
     throw (error as Error).cause ?? error;
   }
   if (SURVEY) { for (const v of surveyed.values()) console.log(v); }
+  console.log(`api fuzz: ${totalCalls} calls over ${OPS.length} entry points, seed ${SEED}`);
   assert.ok(totalCalls >= MIN_CALLS, `only ${totalCalls} calls were made`);
   const untouched = OPS.filter((op) => !perOp.has(op.name)).map((op) => op.name);
   assert.deepEqual(untouched, [], "every entry point is called at least once");
