@@ -23,7 +23,8 @@ import {
   EventType,
   simDomainSource,
 } from "../plugins/osevent/mod.ts";
-import { IvshmemDoorbell, SimNotifier } from "../plugins/doorbell/mod.ts";
+import { EventFdNotifier, IvshmemDoorbell, SimNotifier } from "../plugins/doorbell/mod.ts";
+import { EventFd, EventFdPortSource } from "../plugins/osevent/mod.ts";
 import { createAbi, negotiateAbi } from "../plugins/abi/mod.ts";
 
 /** Asserts that `fn` throws (or rejects with) a XenUsageError whose message matches. */
@@ -192,5 +193,13 @@ describe("input: the simulator, doorbell and ABI entry points", () => {
     const abi = createAbi("2l", { maxPorts: 64 });
     await refused(() => abi.setPending("3" as never), /^port must be an integer .*"3"$/);
     await refused(() => abi.scan(0, null as never), /^deliver must be a function/);
+  });
+
+  it("the eventfd entry points check their arguments before loading anything", async () => {
+    await refused(() => EventFd.create(null as never), /^options must be/);
+    await refused(() => EventFd.create({ semaphore: 1 } as never), /options\.semaphore .*got 1$/);
+    await refused(() => EventFdNotifier.create(null as never), /^options must be/);
+    await refused(() => EventFdPortSource.open("1" as never), /^port must be .*"1"$/);
+    await refused(() => new EventFdPortSource({} as never, 1), /^efd must be an EventFd/);
   });
 });
