@@ -6,7 +6,7 @@
  */
 import { type BackendKind, type EventChannelDriver, POLLERR, POLLIN, POLLNVAL } from "./driver.ts";
 import { ClosedHandleError, XenUsageError } from "./errors.ts";
-import { checkDomid, checkInteger, checkPort } from "./validate.ts";
+import { checkDomid, checkInteger, checkPort, checkWaitOptions } from "./validate.ts";
 import {
   type Backstop,
   describeObject,
@@ -165,16 +165,18 @@ export class EventChannels implements Disposable, AsyncDisposable {
    * when readable. Rejects with the signal's reason on abort,
    * ClosedHandleError if the handle is (or gets) closed, XenCallError
    * (EFBIG: the handle's ring overflowed; drain and unmask), XenUsageError if
-   * another reader is already waiting on this handle.
+   * another reader is already waiting on this handle or for options that
+   * are not an object with an optional AbortSignal `signal`.
    */
-  async pending(options: WaitOptions = {}): Promise<number> {
+  async pending(options?: WaitOptions): Promise<number> {
+    const { signal } = checkWaitOptions("options", options);
     const driver = this.#live();
     if (this.#reading) {
       throw new XenUsageError("one reader per handle: a pending() is already waiting");
     }
     this.#reading = true;
     try {
-      return await this.#waitForPort(driver, options.signal);
+      return await this.#waitForPort(driver, signal);
     } finally {
       this.#reading = false;
     }
@@ -229,7 +231,8 @@ export class EventChannels implements Disposable, AsyncDisposable {
    * signal aborts or the handle closes; both end the iteration quietly.
    * Errors other than those are thrown from the loop. One reader per handle.
    */
-  async *ports(options: WaitOptions = {}): AsyncGenerator<number, void, undefined> {
+  async *ports(options?: WaitOptions): AsyncGenerator<number, void, undefined> {
+    options = checkWaitOptions("options", options);
     for (;;) {
       if (this.#sync() || options.signal?.aborted) return;
       try {

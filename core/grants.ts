@@ -34,6 +34,7 @@ import {
   checkPort,
   checkRef,
 } from "./validate.ts";
+import { checkAccessOptions, checkCopySegments, checkGrantRefs, checkRefList } from "./validate.ts";
 
 /** Options for mapping or sharing. */
 export interface AccessOptions {
@@ -399,11 +400,11 @@ function shareRecord(backend: BackendKind, driver: GrantShareDriver): HandleReco
   };
 }
 
-function access(options: AccessOptions): boolean {
-  return options.writable ?? true;
+function access(options: AccessOptions | undefined): boolean {
+  return checkAccessOptions(options);
 }
 
-function unmapNotify(options: NotifyOptions): UnmapNotify {
+function unmapNotify(options: NotifyOptions = {}): UnmapNotify {
   return {
     offset: options.notifyOffset === undefined
       ? undefined
@@ -450,7 +451,7 @@ export class GrantTable extends GrantHandle<GrantMapping> {
    * read-only mapped writable, per the kernel), XenUsageError,
    * ClosedHandleError.
    */
-  mapGrantRef(domid: number, ref: number, options: AccessOptions = {}): GrantMapping {
+  mapGrantRef(domid: number, ref: number, options?: AccessOptions): GrantMapping {
     return this.#map([checkDomid(domid)], [checkRef(ref)], access(options));
   }
 
@@ -460,18 +461,18 @@ export class GrantTable extends GrantHandle<GrantMapping> {
    * like mapGrantRef; the simulator also refuses (XenUsageError) refs that
    * are not adjacent pages of one share in order (see README Limitations).
    */
-  mapGrantRefs(grants: readonly GrantRef[], options: AccessOptions = {}): GrantMapping {
-    const domids = grants.map((g) => checkDomid(g.domid));
-    return this.#map(domids, grants.map((g) => checkRef(g.ref)), access(options));
+  mapGrantRefs(grants: readonly GrantRef[], options?: AccessOptions): GrantMapping {
+    const { domids, refs } = checkGrantRefs("grants", grants);
+    return this.#map(domids, refs, access(options));
   }
 
   /** Maps several grants of one domain (xengnttab_map_domain_grant_refs). Throws like mapGrantRef. */
   mapDomainGrantRefs(
     domid: number,
     refs: readonly number[],
-    options: AccessOptions = {},
+    options?: AccessOptions,
   ): GrantMapping {
-    return this.#map(checkDomid(domid), refs.map(checkRef), access(options));
+    return this.#map(checkDomid(domid), checkRefList("refs", refs), access(options));
   }
 
   /**
@@ -482,7 +483,7 @@ export class GrantTable extends GrantHandle<GrantMapping> {
    * be set up nothing is mapped: XenCallError (EINVAL for clearing a byte of
    * a read-only mapping or an unknown port).
    */
-  mapGrantRefNotify(domid: number, ref: number, options: NotifyOptions = {}): GrantMapping {
+  mapGrantRefNotify(domid: number, ref: number, options?: NotifyOptions): GrantMapping {
     return this.#map([checkDomid(domid)], [checkRef(ref)], access(options), unmapNotify(options));
   }
 
@@ -518,6 +519,7 @@ export class GrantTable extends GrantHandle<GrantMapping> {
    */
   grantCopy(segments: readonly GrantCopySegment[]): number[] {
     this.live();
+    checkCopySegments("segments", segments);
     segments.forEach((segment, i) => checkSegment(segment, i));
     return this.#driver.grantCopy(segments);
   }
@@ -573,7 +575,7 @@ export class GrantShare extends GrantHandle<SharedGrant> {
    * failure nothing is allocated: XenCallError (ENOSPC or ENOMEM past the
    * kernel's limit), XenUsageError, ClosedHandleError.
    */
-  sharePages(domid: number, count: number, options: AccessOptions = {}): SharedGrant {
+  sharePages(domid: number, count: number, options?: AccessOptions): SharedGrant {
     this.live();
     return this.#add(
       this.#driver.sharePages(checkDomid(domid), checkCount(count), access(options)),
@@ -586,7 +588,7 @@ export class GrantShare extends GrantHandle<SharedGrant> {
    * `notifyOffset` is zeroed and `notifyPort` is notified. Throws like
    * sharePages.
    */
-  sharePageNotify(domid: number, options: NotifyOptions = {}): SharedGrant {
+  sharePageNotify(domid: number, options?: NotifyOptions): SharedGrant {
     this.live();
     const shared = this.#driver.sharePageNotify(
       checkDomid(domid),

@@ -247,7 +247,7 @@ describe("sim: virtual clock", () => {
 });
 
 describe("sim: hygiene", () => {
-  it("sim/ imports only its own modules, core/{driver,errors}.ts and the pure ABIs", () => {
+  it("sim/ imports only its own modules, core/{driver,errors,validate}.ts and the pure ABIs", () => {
     const dir = fileURLToPath(new URL("../sim/", import.meta.url));
     const files = readdirSync(dir).filter((f) => f.endsWith(".ts"));
     assert.ok(files.length > 10);
@@ -257,7 +257,7 @@ describe("sim: hygiene", () => {
       for (const [, spec] of src.matchAll(/from "([^"]+)"/g)) {
         assert.ok(
           /^\.\/[a-z_0-9]+\.ts$/.test(spec) ||
-            /^\.\.\/(core\/(driver|errors)|plugins\/abi\/mod)\.ts$/.test(spec),
+            /^\.\.\/(core\/(driver|errors|validate)|plugins\/abi\/mod)\.ts$/.test(spec),
           `${f} imports ${spec}`,
         );
       }

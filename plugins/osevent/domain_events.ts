@@ -30,6 +30,7 @@
  * @module
  */
 import { XenUsageError } from "../../core/errors.ts";
+import { describe } from "../../core/validate.ts";
 import type { TimeoutWatch } from "./registry.ts";
 import type { EventSink } from "./sink.ts";
 import { EventType } from "./types.ts";
@@ -161,11 +162,14 @@ export class DomainEvents {
   #unsubscribe: (() => void) | null = null;
   #enabled = 0;
 
-  /** Attaches to `source` (subscribes at once). Throws what subscribe throws. */
+  /**
+   * Attaches to `source` (subscribes at once). Throws what subscribe throws,
+   * XenUsageError when it does not return a function.
+   */
   constructor(sink: EventSink, source: DomainEventSource) {
     this.#sink = sink;
     this.#source = source;
-    this.#unsubscribe = source.subscribe(
+    const unsubscribe = source.subscribe(
       (event) => this.#onRaw(event),
       (message, cause) => {
         if (!this.#unsubscribe) return;
@@ -173,6 +177,12 @@ export class DomainEvents {
         this.#sink.disaster(0, message, typeof errno === "number" ? errno : 0, cause);
       },
     );
+    if (typeof unsubscribe !== "function") {
+      throw new XenUsageError(
+        "the domain source's subscribe() must return its unsubscribe function",
+      );
+    }
+    this.#unsubscribe = unsubscribe;
   }
 
   /** Number of enabled generators. */
@@ -255,11 +265,18 @@ export class DomainEvents {
     if (byVdev?.size === 0) this.#eject.delete(gen.domid);
   }
 
-  /** Unsubscribes and disables everything (context close or failure). Throws nothing. */
-  close(): void {
+  /**
+   * Unsubscribes and disables everything (context close or failure).
+   * Throws nothing: returns what the source's unsubscribe threw (empty when
+   * nothing did), for the context's error sink.
+   */
+  close(): unknown[] {
+    const errors: unknown[] = [];
     try {
       this.#unsubscribe?.();
-    } catch { /* the source is going away anyway */ }
+    } catch (error) {
+      errors.push(error);
+    }
     this.#unsubscribe = null;
     for (const set of this.#death.values()) for (const gen of set) gen.markDisabled();
     for (const byVdev of this.#eject.values()) {
@@ -271,6 +288,7 @@ export class DomainEvents {
     this.#enabled = 0;
     this.#timer?.deregister();
     this.#timer = null;
+    return errors;
   }
 
   #onRaw(event: RawDomainEvent): void {
@@ -376,6 +394,6 @@ export class DomainEvents {
 
 function checkDomid(domid: number): void {
   if (!Number.isInteger(domid) || domid < 0 || domid > 0xffff) {
-    throw new XenUsageError(`domid must be an integer from 0 to 65535, got ${String(domid)}`);
+    throw new XenUsageError(`domid must be an integer from 0 to 65535, got ${describe(domid)}`);
   }
 }

@@ -9,6 +9,7 @@
  * @module
  */
 import { XenUsageError } from "../../core/errors.ts";
+import { checkFunction, checkObject } from "../../core/validate.ts";
 import type { DomainEventSource, DomainState, RawDomainEvent } from "./domain_events.ts";
 import {
   type DomainInfoProvider,
@@ -43,10 +44,14 @@ const REASON_CODES: Readonly<Record<string, number>> = {
 
 /**
  * Adapts a SimHypervisor: pass the result as `domains` when creating an
- * EventContext. Throws nothing; the context subscribes when it is created
- * and unsubscribes when it closes.
+ * EventContext. Throws XenUsageError for an `hv` without onDomainEvent()
+ * and domainInfo(); the context subscribes when it is created and
+ * unsubscribes when it closes.
  */
 export function simDomainSource(hv: SimDomainEventsLike): DomainEventSource {
+  checkObject("hv", hv);
+  checkFunction("hv.onDomainEvent", hv.onDomainEvent);
+  checkFunction("hv.domainInfo", hv.domainInfo);
   return {
     subscribe(listener: (event: RawDomainEvent) => void): () => void {
       return hv.onDomainEvent((event) => {
