@@ -14,6 +14,8 @@
  * @module
  */
 
+import type { XenStoreTransport } from "./xenstore/transport.ts";
+
 /** Which implementation stands behind a handle. */
 export type BackendKind = "ffi" | "sim";
 
@@ -153,4 +155,11 @@ export interface XenBackend {
   openEventChannels(): EventChannelDriver;
   openGrantTable(): GrantTableDriver;
   openGrantShare(): GrantShareDriver;
+  /**
+   * A connection to XenStore with this backend's identity (the simulator:
+   * a connection of the simulated process's domain; ffi: the xenstored
+   * socket, else /dev/xen/xenbus). The caller owns the transport and closes
+   * it. Optional: a backend without XenStore leaves it out.
+   */
+  openXenStoreTransport?(): XenStoreTransport | Promise<XenStoreTransport>;
 }
