@@ -24,6 +24,8 @@
  */
 import { createFfiBackend } from "./ffi/mod.ts";
 export { ffiLibraryFacts } from "./ffi/mod.ts";
+export { serveXenStoreSocket } from "./ffi/mod.ts";
+export type { XenStoreSocketOptions, XenStoreSocketServer } from "./ffi/mod.ts";
 import type { BackendKind, XenBackend } from "./core/driver.ts";
 import { LibraryNotFoundError, XenCallError } from "./core/errors.ts";
 import { EventChannels } from "./core/event_channels.ts";
@@ -50,6 +52,8 @@ export type { EventChannelHoldings, WaitOptions } from "./core/event_channels.ts
 export { GrantMapping, GrantShare, GrantTable, SharedGrant } from "./core/grants.ts";
 export type { AccessOptions, GrantHoldings, GrantRef, NotifyOptions } from "./core/grants.ts";
 export { defaultSimulator, SimHypervisor } from "./sim/mod.ts";
+export { SimXenStore, XENSTORED_DEFAULT_QUOTAS } from "./sim/mod.ts";
+export type { SimXenStoreOptions, SimXenStoreQuotas } from "./sim/mod.ts";
 export type {
   DomainOptions,
   SimDomainEvent,
