@@ -249,10 +249,12 @@ async function run(ops: readonly Op[]): Promise<void> {
 }
 
 describe("sim xenstore: store vs model (fast-check)", () => {
-  it("random operations, transactions and watches agree with the model", async () => {
+  it("random operations, transactions and watches agree with the model", {
+    timeout: 120_000,
+  }, async () => {
     await fc.assert(fc.asyncProperty(fc.array(op, { maxLength: 30 }), run), {
       seed: 0x5eed_0011,
-      numRuns: 150,
+      numRuns: 120,
     });
   });
 });
