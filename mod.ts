@@ -25,6 +25,8 @@
 import { createFfiBackend } from "./ffi/mod.ts";
 export { ffiLibraryFacts } from "./ffi/mod.ts";
 export { DomainControl, type DomainFlags, type DomainInfo, openDomainControl } from "./ffi/mod.ts";
+export { serveXenStoreSocket } from "./ffi/mod.ts";
+export type { XenStoreSocketOptions, XenStoreSocketServer } from "./ffi/mod.ts";
 import type { BackendKind, XenBackend } from "./core/driver.ts";
 import { LibraryNotFoundError, XenCallError, XenUsageError } from "./core/errors.ts";
 import { EventChannels } from "./core/event_channels.ts";
@@ -54,6 +56,8 @@ export { setLeakReporter, warnLeak } from "./core/lifetimes.ts";
 export type { LeakKind, LeakReport, LeakReporter } from "./core/lifetimes.ts";
 export type { AccessOptions, GrantHoldings, GrantRef, NotifyOptions } from "./core/grants.ts";
 export { defaultSimulator, SimHypervisor } from "./sim/mod.ts";
+export { SimXenStore, XENSTORED_DEFAULT_QUOTAS } from "./sim/mod.ts";
+export type { SimXenStoreOptions, SimXenStoreQuotas } from "./sim/mod.ts";
 export type {
   DomainOptions,
   SimDomainEvent,

@@ -15,6 +15,8 @@
  * @module
  */
 
+import type { XenStoreTransport } from "./xenstore/transport.ts";
+
 /** Which implementation stands behind a handle. */
 export type BackendKind = "ffi" | "sim";
 
@@ -302,4 +304,11 @@ export interface XenBackend {
   openGrantTable(): GrantTableDriver;
   /** Opens /dev/xen/gntalloc (xengntshr_open); errors as openEventChannels. */
   openGrantShare(): GrantShareDriver;
+  /**
+   * A connection to XenStore with this backend's identity (the simulator:
+   * a connection of the simulated process's domain; ffi: the xenstored
+   * socket, else /dev/xen/xenbus). The caller owns the transport and closes
+   * it. Optional: a backend without XenStore leaves it out.
+   */
+  openXenStoreTransport?(): XenStoreTransport | Promise<XenStoreTransport>;
 }

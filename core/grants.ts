@@ -251,7 +251,7 @@ abstract class GrantHandle<Range extends PageRange> implements Disposable, Async
   }
 
   protected own(range: Range): void {
-    if (!this.record.ranges.has(range.record)) {
+    if (!(range instanceof PageRange) || !this.record.ranges.has(range.record)) {
       throw new XenUsageError(
         `${this.what}: this range does not belong to this handle or is released`,
       );
