@@ -16,7 +16,7 @@ import { contractTargets } from "../helpers/backends.ts";
 for (const target of await contractTargets()) {
   const backend = (): Promise<XenBackend> =>
     target.name === "sim" ? Promise.resolve(new SimHypervisor().backend(0)) : createFfiBackend();
-  const test = (name: string, fn: (backend: XenBackend) => Promise<void>) =>
+  const test = (name: string, fn: (backend: XenBackend) => void | Promise<void>) =>
     it(`${name} [${target.name}]`, { skip: target.skip }, async () => fn(await backend()));
 
   describe(`driver contract [${target.name}]`, () => {
@@ -50,7 +50,7 @@ for (const target of await contractTargets()) {
       }
     });
 
-    test("grant table: unmap of foreign or released memory is XenUsageError, nothing changes", async (b) => {
+    test("grant table: unmap of foreign or released memory is XenUsageError, nothing changes", (b) => {
       const shr = b.openGrantShare();
       const a = b.openGrantTable();
       const other = b.openGrantTable();
@@ -84,7 +84,7 @@ for (const target of await contractTargets()) {
       assert.throws(() => shr.sharePages(0, 1, true), ClosedHandleError);
     });
 
-    test("close releases what the driver still tracks, detaching its views", async (b) => {
+    test("close releases what the driver still tracks, detaching its views", (b) => {
       const shr = b.openGrantShare();
       const gnt = b.openGrantTable();
       const shared = shr.sharePages(0, 2, true);
