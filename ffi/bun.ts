@@ -1,11 +1,13 @@
 /**
  * The Bun adapter: binds ffi/symbols.ts tables with bun:ffi. This file, its
  * worker ffi/poll_worker.ts and ffi/deno.ts are the only places that touch a
- * runtime's FFI. `bun:ffi` is imported through a variable specifier so that
- * Deno never sees it in its module graph.
+ * runtime's FFI. `bun:ffi` is loaded with Bun's `import.meta.require`, so that
+ * Deno never sees it in its module graph (nor `deno publish` an import it
+ * cannot analyze).
  *
  * @module
  */
+import { siblingModuleUrl } from "./module_url.ts";
 import type { FfiRuntime, LoadedLibrary, NativeType, Ptr, SymbolTable } from "./types.ts";
 
 /** A bound C function as bun:ffi returns it; ffi/types.ts gives it its real type. */
@@ -19,7 +21,7 @@ interface BunDefinition {
 
 /**
  * The part of bun:ffi this adapter uses, typed here because the module is
- * imported through a variable (Deno must not resolve it). Pointers are
+ * loaded by name at run time (Deno must not resolve it). Pointers are
  * plain numbers in Bun.
  */
 interface BunFfi {
@@ -31,8 +33,9 @@ interface BunFfi {
   toArrayBuffer(pointer: number, offset: number, byteLength: number): ArrayBuffer;
 }
 
-const BUN_FFI = "bun:ffi";
-const ffi = (await import(BUN_FFI)) as BunFfi;
+/** Bun's synchronous require, on import.meta in ES modules. */
+type BunImportMeta = ImportMeta & { require(id: string): unknown };
+const ffi = (import.meta as BunImportMeta).require("bun:ffi") as BunFfi;
 
 function bunType(type: NativeType): string {
   return type === "pointer" ? "ptr" : type;
@@ -93,7 +96,7 @@ const idleWorkers: PollWorker[] = [];
  */
 function pollInWorker(fds: Uint8Array, count: number, timeoutMs: number): Promise<number> {
   const worker = idleWorkers.pop() ??
-    new Worker(new URL("./poll_worker.ts", import.meta.url).href) as PollWorker;
+    new Worker(siblingModuleUrl("./poll_worker", import.meta.url)) as PollWorker;
   worker.ref();
   return new Promise((resolve, reject) => {
     worker.onmessage = (event: MessageEvent<PollReply>) => {

@@ -69,7 +69,7 @@ export const LAYER_RULES: readonly Rule[] = [
   { layer: "scripts/", mayImport: ["scripts/"] },
 ];
 
-const SKIP_DIRS = new Set(["node_modules", ".git", ".xen", "out"]);
+const SKIP_DIRS = new Set(["node_modules", ".git", ".xen", "out", "dist"]);
 
 function sourceFiles(dir: string): string[] {
   const found: string[] = [];
