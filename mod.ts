@@ -24,9 +24,13 @@
  */
 import { createFfiBackend } from "./ffi/mod.ts";
 export { ffiLibraryFacts } from "./ffi/mod.ts";
+export { DomainControl, type DomainFlags, type DomainInfo, openDomainControl } from "./ffi/mod.ts";
+export { serveXenStoreSocket } from "./ffi/mod.ts";
+export type { XenStoreSocketOptions, XenStoreSocketServer } from "./ffi/mod.ts";
 import type { BackendKind, XenBackend } from "./core/driver.ts";
-import { LibraryNotFoundError, XenCallError } from "./core/errors.ts";
+import { LibraryNotFoundError, XenCallError, XenUsageError } from "./core/errors.ts";
 import { EventChannels } from "./core/event_channels.ts";
+import { checkOptions, describe } from "./core/validate.ts";
 import { GrantShare, GrantTable } from "./core/grants.ts";
 import { defaultSimulatorBackend } from "./sim/mod.ts";
 
@@ -48,8 +52,12 @@ export {
 export { EventChannels } from "./core/event_channels.ts";
 export type { EventChannelHoldings, WaitOptions } from "./core/event_channels.ts";
 export { GrantMapping, GrantShare, GrantTable, SharedGrant } from "./core/grants.ts";
+export { setLeakReporter, warnLeak } from "./core/lifetimes.ts";
+export type { LeakKind, LeakReport, LeakReporter } from "./core/lifetimes.ts";
 export type { AccessOptions, GrantHoldings, GrantRef, NotifyOptions } from "./core/grants.ts";
 export { defaultSimulator, SimHypervisor } from "./sim/mod.ts";
+export { SimXenStore, XENSTORED_DEFAULT_QUOTAS } from "./sim/mod.ts";
+export type { SimXenStoreOptions, SimXenStoreQuotas } from "./sim/mod.ts";
 export type {
   DomainOptions,
   SimDomainEvent,
@@ -83,10 +91,15 @@ let autoSelection: Promise<BackendSelection> | undefined;
  * Resolves a BackendChoice. "ffi" rejects with LibraryNotFoundError when a
  * library is missing; "auto" never rejects for a missing library, device or
  * permission: it falls back to the simulator and gives the reason. The
- * "auto" result is computed once per process.
+ * "auto" result is computed once per process. Anything that is neither
+ * one of the three names nor a XenBackend object (kind "ffi" or "sim" and
+ * the three open* functions), such as `{}`, null or "xyz", rejects with
+ * XenUsageError naming the value.
  */
 export function selectBackend(choice: BackendChoice = "auto"): Promise<BackendSelection> {
-  if (typeof choice === "object") {
+  if (typeof choice === "object" && choice !== null) {
+    const problem = backendObjectProblem(choice);
+    if (problem) return Promise.reject(new XenUsageError(`backend ${problem}`));
     return Promise.resolve({
       backend: choice,
       kind: choice.kind,
@@ -107,9 +120,25 @@ export function selectBackend(choice: BackendChoice = "auto"): Promise<BackendSe
       return autoSelection;
     default:
       return Promise.reject(
-        new TypeError(`unknown backend ${String(choice)}: use "auto", "ffi" or "sim"`),
+        new XenUsageError(
+          `backend must be "auto", "ffi", "sim" or a XenBackend object, got ${describe(choice)}`,
+        ),
       );
   }
+}
+
+/** Why `value` is not a XenBackend, or "" when it looks like one. */
+function backendObjectProblem(value: object): string {
+  const b = value as Partial<Record<keyof XenBackend, unknown>>;
+  if (b.kind !== "ffi" && b.kind !== "sim") {
+    return `object must have kind "ffi" or "sim", got kind ${describe(b.kind)}`;
+  }
+  for (const name of ["openEventChannels", "openGrantTable", "openGrantShare"] as const) {
+    if (typeof b[name] !== "function") {
+      return `object must have an ${name}() method, got ${describe(b[name])}`;
+    }
+  }
+  return "";
 }
 
 function simulatorSelection(reason: string): BackendSelection {
@@ -152,11 +181,12 @@ function whyNotFfi(error: unknown): string {
 /**
  * Opens an event channel handle on the chosen backend. Rejects with
  * XenCallError (ENOENT: no /dev/xen/evtchn; EACCES: not root) for "ffi",
- * LibraryNotFoundError when libxenevtchn is missing. The caller owns the
- * handle: close it or use `using`.
+ * LibraryNotFoundError when libxenevtchn is missing, XenUsageError for
+ * options that are not an object (null included) or an unknown backend.
+ * The caller owns the handle: close it or use `using`.
  */
-export async function openEventChannels(options: OpenOptions = {}): Promise<EventChannels> {
-  const { backend, kind } = await selectBackend(options.backend);
+export async function openEventChannels(options?: OpenOptions): Promise<EventChannels> {
+  const { backend, kind } = await selectBackend(checkOptions("options", options).backend);
   return new EventChannels(kind, backend.openEventChannels());
 }
 
@@ -164,8 +194,8 @@ export async function openEventChannels(options: OpenOptions = {}): Promise<Even
  * Opens a grant table (consumer) handle. Rejects like openEventChannels
  * (the device is /dev/xen/gntdev). The caller owns the handle.
  */
-export async function openGrantTable(options: OpenOptions = {}): Promise<GrantTable> {
-  const { backend, kind } = await selectBackend(options.backend);
+export async function openGrantTable(options?: OpenOptions): Promise<GrantTable> {
+  const { backend, kind } = await selectBackend(checkOptions("options", options).backend);
   return new GrantTable(kind, backend.openGrantTable());
 }
 
@@ -173,7 +203,7 @@ export async function openGrantTable(options: OpenOptions = {}): Promise<GrantTa
  * Opens a grant share (producer) handle. Rejects like openEventChannels
  * (the device is /dev/xen/gntalloc). The caller owns the handle.
  */
-export async function openGrantShare(options: OpenOptions = {}): Promise<GrantShare> {
-  const { backend, kind } = await selectBackend(options.backend);
+export async function openGrantShare(options?: OpenOptions): Promise<GrantShare> {
+  const { backend, kind } = await selectBackend(checkOptions("options", options).backend);
   return new GrantShare(kind, backend.openGrantShare());
 }

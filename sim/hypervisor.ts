@@ -16,6 +16,15 @@ import {
   negotiateAbi,
 } from "../plugins/abi/mod.ts";
 import { XenUsageError } from "../core/errors.ts";
+import {
+  checkDomid,
+  checkFunction,
+  checkInteger,
+  checkOptions,
+  checkRef,
+  checkString,
+  describe,
+} from "../core/validate.ts";
 import { VirtualClock } from "./clock.ts";
 import {
   DEFAULT_GUEST_MAX_EVTCHN_PORT,
@@ -41,6 +50,7 @@ import { SimDomainBackend } from "./process.ts";
 import { Prng } from "./prng.ts";
 import type { PortStatus } from "./xen_evtchn.ts";
 import type { GrantStatus } from "./xen_gnttab.ts";
+import { SimXenStore, type SimXenStoreQuotas } from "./xenstore/xenstored.ts";
 
 /** Per-domain limits and the event delivery state (the ABI seam). */
 export interface DomainOptions {
@@ -101,6 +111,8 @@ export interface SimHypervisorOptions {
    * never-merged 3-level RFC).
    */
   readonly supportedAbis?: readonly AbiKind[];
+  /** The simulated xenstored's quotas for unprivileged domains (default: C xenstored 4.17's). */
+  readonly xenstoreQuotas?: SimXenStoreQuotas;
 }
 
 /** A domain lifecycle event (the raw material of libxl's DOMAIN_SHUTDOWN/DEATH/DISK_EJECT). */
@@ -123,12 +135,25 @@ export interface SimDomainInfo {
   readonly abi: AbiKind | "custom";
 }
 
-/** The simulated Xen host. Single-threaded; methods complete synchronously. */
+/**
+ * The simulated Xen host. Single-threaded; methods complete synchronously.
+ * Every method throws XenUsageError (naming the argument and the value) for
+ * an argument of the wrong shape: a domid that is not an integer 0..65535,
+ * null options, a non-function listener, a reason that is not a string.
+ */
 export class SimHypervisor implements SimContext {
   /** Virtual time; advance it to fire timers. */
   readonly clock: VirtualClock = new VirtualClock();
   /** Fault injection switches. */
   readonly faults: SimFaults = new SimFaults();
+  /**
+   * The simulated xenstored (C xenstored 4.17 semantics). dom0 is introduced
+   * at construction and every domain at createDomain (with the
+   * /local/domain/<id> nodes libxl writes); shutdown fires @releaseDomain,
+   * destroy ends the domain's connections, removes its nodes and fires
+   * @releaseDomain.
+   */
+  readonly xenstore: SimXenStore;
   /** Linux MAX_DELAY used for paged-out grant retries (SimContext). */
   readonly pagingMaxDelay: number;
   /** The PRNG seed (used only with allocation "random"). */
@@ -143,7 +168,8 @@ export class SimHypervisor implements SimContext {
   #listeners = new Set<(e: SimDomainEvent) => void>();
 
   /** Creates the host with dom0. Bad options throw XenUsageError. */
-  constructor(options: SimHypervisorOptions = {}) {
+  constructor(options?: SimHypervisorOptions) {
+    options = checkOptions("options", options);
     this.seed = options.seed ?? 1;
     if (options.allocation === "random") this.#prng = new Prng(this.seed);
     this.#nextFd = options.fdBase ?? 1 << 20;
@@ -152,7 +178,12 @@ export class SimHypervisor implements SimContext {
       throw new XenUsageError("pagingMaxDelay must be a positive integer");
     }
     this.#supportedAbis = options.supportedAbis ?? ["2l", "fifo"];
-    this.#add(0, options.dom0 ?? {});
+    this.xenstore = new SimXenStore({
+      quotas: options.xenstoreQuotas,
+      domainExists: (domid) => this.domain(domid) !== undefined,
+    });
+    this.#add(0, checkOptions("options.dom0", options.dom0));
+    this.xenstore.introduceDomain(0);
   }
 
   /** Virtual time in ms (clock.now()). */
@@ -171,12 +202,14 @@ export class SimHypervisor implements SimContext {
    * wrapping below DOMID_FIRST_RESERVED. XenUsageError for bad limits or
    * when every domid is in use.
    */
-  createDomain(options: DomainOptions = {}): number {
+  createDomain(options?: DomainOptions): number {
+    options = checkOptions("options", options);
     for (let i = 1; i < DOMID_FIRST_RESERVED; i++) {
       const domid = ((this.#rover + i - 1) % (DOMID_FIRST_RESERVED - 1)) + 1;
       if (this.#domains.has(domid)) continue;
       this.#rover = domid;
       this.#add(domid, options);
+      this.xenstore.introduceDomain(domid);
       return domid;
     }
     throw new XenUsageError("no free domid");
@@ -184,17 +217,23 @@ export class SimHypervisor implements SimContext {
 
   /**
    * Shuts the domain down (SCHEDOP_shutdown): it stays "shutdown" until
-   * destroyed; its processes keep their handles. Raises VIRQ_DOM_EXC in dom0
-   * and emits a "shutdown" event. A second shutdown is ignored (false).
+   * destroyed; its processes keep their handles. Fires @releaseDomain in
+   * the simulated xenstored, raises VIRQ_DOM_EXC in dom0 and emits a
+   * "shutdown" event. A second shutdown is ignored (false).
    * XenUsageError for an unknown domain or reason.
    */
   shutdown(domid: number, reason: ShutdownReason = "poweroff"): boolean {
     const d = this.#live(domid);
-    const reasonCode = SHUTDOWN_REASONS[reason];
-    if (reasonCode === undefined) throw new XenUsageError(`unknown shutdown reason ${reason}`);
+    const reasonCode = Object.hasOwn(SHUTDOWN_REASONS, checkString("reason", reason))
+      ? SHUTDOWN_REASONS[reason]
+      : undefined;
+    if (reasonCode === undefined) {
+      throw new XenUsageError(`unknown shutdown reason ${describe(reason)}`);
+    }
     if (d.state !== "running") return false;
     d.state = "shutdown";
     d.shutdownReason = reason;
+    this.xenstore.domainShutdown(domid);
     this.#domExc();
     this.#emit({ type: "shutdown", domid, reason, reasonCode });
     return true;
@@ -204,15 +243,17 @@ export class SimHypervisor implements SimContext {
    * Destroys the domain (domain_kill): processes die without kernel cleanup
    * (no unmap notifications), its ports close (peers become unbound, without
    * an event), its mappings are released and its grants disappear (other
-   * domains' mappings of its pages stay valid until unmapped). Raises
-   * VIRQ_DOM_EXC in dom0 and emits "death". XenUsageError for dom0 or an
+   * domains' mappings of its pages stay valid until unmapped). Its XenStore
+   * connections end, /local/domain/<domid> is removed (as libxl does) and
+   * @releaseDomain fires. Raises VIRQ_DOM_EXC in dom0 and emits "death". XenUsageError for dom0 or an
    * unknown domain.
    */
   destroy(domid: number): void {
-    if (domid === 0) throw new XenUsageError("dom0 cannot be destroyed");
+    if (checkDomid(domid) === 0) throw new XenUsageError("dom0 cannot be destroyed");
     const d = this.#live(domid);
     d.kill();
     this.#domains.delete(domid);
+    this.xenstore.destroyDomain(domid);
     this.#domExc();
     this.#emit({ type: "death", domid });
   }
@@ -235,9 +276,7 @@ export class SimHypervisor implements SimContext {
   /** Fires VIRQ `virq` (0..23) in the domain; returns false if no port is bound to it. */
   raiseVirq(domid: number, virq: number): boolean {
     const d = this.#live(domid);
-    if (!(Number.isInteger(virq) && virq >= 0 && virq < NR_VIRQS)) {
-      throw new XenUsageError(`virq must be an integer in 0..${NR_VIRQS - 1}`);
-    }
+    checkInteger("virq", virq, 0, NR_VIRQS - 1);
     return d.evtchn.raiseVirq(virq);
   }
 
@@ -247,7 +286,7 @@ export class SimHypervisor implements SimContext {
    * still run and the first exception is rethrown to the caller.
    */
   onDomainEvent(listener: (e: SimDomainEvent) => void): () => void {
-    this.#listeners.add(listener);
+    this.#listeners.add(checkFunction("listener", listener));
     return () => this.#listeners.delete(listener);
   }
 
@@ -258,7 +297,7 @@ export class SimHypervisor implements SimContext {
 
   /** State of a live domain, or undefined once destroyed (or never created). */
   domainInfo(domid: number): SimDomainInfo | undefined {
-    const d = this.#domains.get(domid);
+    const d = this.#domains.get(checkDomid(domid));
     if (!d || d.state === "dying") return undefined;
     const abi = this.#abis.get(domid) ?? "custom";
     return d.state === "shutdown"
@@ -298,8 +337,9 @@ export class SimHypervisor implements SimContext {
    * XenUsageError for a ref not in use or a frame that is mapped (Xen cannot
    * nominate a page with extra references).
    */
-  pageOut(domid: number, ref: number, options: { pageInAfterMs?: number } = {}): void {
-    const e = this.#live(domid).grants.entry(ref);
+  pageOut(domid: number, ref: number, options?: { pageInAfterMs?: number }): void {
+    options = checkOptions("options", options);
+    const e = this.#live(domid).grants.entry(checkRef(ref, "ref"));
     if (!e) throw new XenUsageError(`d${domid} has no grant ref ${ref}`);
     if (e.frame.mapCount > 0) {
       throw new XenUsageError(`frame of ref ${ref} is mapped; cannot page out`);
@@ -313,7 +353,7 @@ export class SimHypervisor implements SimContext {
 
   /** Pages the frame behind `ref` of `domid` back in. XenUsageError for a ref not in use. */
   pageIn(domid: number, ref: number): void {
-    const e = this.#live(domid).grants.entry(ref);
+    const e = this.#live(domid).grants.entry(checkRef(ref, "ref"));
     if (!e) throw new XenUsageError(`d${domid} has no grant ref ${ref}`);
     e.frame.pagedOut = false;
   }
@@ -380,7 +420,7 @@ export class SimHypervisor implements SimContext {
   }
 
   #live(domid: number): SimDomain {
-    const d = this.domain(domid);
+    const d = this.domain(checkDomid(domid));
     if (!d) throw new XenUsageError(`no live domain ${domid}`);
     return d;
   }
