@@ -11,7 +11,8 @@
 // exits non-zero with no failing test, or executes zero tests counts as a failure, and so does
 // a harness failure (boot or transfer), so a broken harness never looks green.
 // Environment: XENCHAN_RUNNER_TIMEOUT_S (per runner in dom0, default 480), XENCHAN_DOM0_TESTS
-// (space-separated repo-relative files replacing the default list, for debugging) and the
+// (space-separated repo-relative files replacing the default list, for debugging),
+// XENCHAN_FIDELITY_* (passed into dom0 for tests/dom0/fidelity_dom0.test.ts) and the
 // knobs in scripts/xen/config.mjs. Results: <cache>/runs/test_xen/out/.
 // Exports: testXen() -> Promise<RunnerResult[]>.
 // Exit:   0 when nothing failed, 1 otherwise.
@@ -42,6 +43,7 @@ export async function testXen() {
       env: {
         XENCHAN_TEST_BACKENDS: "ffi",
         XENCHAN_RUNNER_TIMEOUT_S: process.env.XENCHAN_RUNNER_TIMEOUT_S ?? "480",
+        ...fidelityKnobs(),
       },
     });
   } catch (e) {
@@ -83,6 +85,13 @@ run() {
 run deno deno test -A --no-check --junit-path="$XENCHAN_OUT/deno.xml" ${deno}
 run bun bun test --reporter=junit --reporter-outfile="$XENCHAN_OUT/bun.xml" ${bun}
 `;
+}
+
+/** The XENCHAN_FIDELITY_* knobs of tests/dom0/fidelity_dom0.test.ts, passed into dom0 as set. */
+function fidelityKnobs() {
+  return Object.fromEntries(
+    Object.entries(process.env).filter(([k, v]) => k.startsWith("XENCHAN_FIDELITY_") && v),
+  );
 }
 
 function harnessFailure(why) {

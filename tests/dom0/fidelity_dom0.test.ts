@@ -1,21 +1,35 @@
 /**
- * The differential fidelity engine on real Xen (dom0 loopback lane): measures
- * what the real dom0 kernel holds, records the lane's sequences on the FFI
- * backend, replays them on a fresh simulated dom0 started in the measured
- * state, shrinks any divergence against live Xen (ddmin, each candidate run
- * on both), and compares the recording with the committed fixture so a change
- * in real Xen's answers fails here. The recording is written to
- * $XENCHAN_OUT/fidelity/<lane>.<runtime>.json, which the harness brings back
- * to the host (.xen/runs/test_xen/out/fidelity/) to be committed as
- * tests/fidelity/fixtures/<lane>.json.
+ * The differential fidelity engine on real Xen (dom0 loopback lane). It
+ * measures what the real dom0 kernel holds, then runs the sequences of the
+ * committed fixture (tests/fidelity/fixtures/<lane>.json, which the harness
+ * ships into dom0 with tests/) on the FFI backend in lockstep with a fresh
+ * simulated dom0 per sequence (tests/fidelity/run.ts recordLockstep), and
+ * compares each real trace
+ *   - with the simulator's (0 divergences; a divergence is shrunk with ddmin
+ *     against live Xen, each candidate run on both), and
+ *   - with the committed trace (real Xen's answers must not have changed).
+ * Only a summary and the divergences leave dom0; nothing big crosses the
+ * serial console.
  *
- * Knobs: XENCHAN_FIDELITY_SEQUENCES (default the lane's 200),
- * XENCHAN_FIDELITY_SHRINK (divergent sequences shrunk on live Xen, default 2),
- * XENCHAN_FIDELITY_BUDGET (oracle runs per shrink, default 30).
+ * Recording (XENCHAN_FIDELITY_RECORD=1, passed through by
+ * scripts/test_xen.mjs): every runtime records the lane's sequences
+ * (DOM0_LOOPBACK.sequences, seeds from seedBase) and writes the fixture,
+ * gzipped, to $XENCHAN_OUT/fidelity/<lane>.<runtime>.json.gz (on the host:
+ * .xen/runs/test_xen/out/fidelity/; `gunzip -c` it into
+ * tests/fidelity/fixtures/<lane>.json to commit it). A runtime that finds
+ * the other runtime's recording of this boot there compares with it instead
+ * of the committed fixture (so a recording boot checks that real Xen answers
+ * the same to both runtimes).
+ *
+ * Knobs: XENCHAN_FIDELITY_SEQUENCES (sequences run, default all for Deno and
+ * SUBSET_SEQUENCES for Bun), XENCHAN_FIDELITY_SHRINK (divergent sequences
+ * shrunk on live Xen, default 2), XENCHAN_FIDELITY_BUDGET (oracle runs per
+ * shrink, default 30).
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { gunzipSync, gzipSync } from "node:zlib";
 import process from "node:process";
 import { openEventChannels, XenCallError } from "../../mod.ts";
 import {
@@ -27,7 +41,7 @@ import {
   shrink,
   summaryLine,
 } from "../fidelity/compare.ts";
-import { readFixture, replayOnSim } from "../fidelity/fixture_io.ts";
+import { readFixture } from "../fidelity/fixture_io.ts";
 import {
   DOM0_LOOPBACK,
   type Dom0StartState,
@@ -36,17 +50,27 @@ import {
   laneTag,
   simTarget,
 } from "../fidelity/lanes.ts";
-import type { Op } from "../fidelity/ops.ts";
-import { recordTrace } from "../fidelity/run.ts";
+import { type Op, SeededRandom } from "../fidelity/ops.ts";
+import { recordLockstep } from "../fidelity/run.ts";
 
 const inDom0 = process.env.XENCHAN_DOM0 === "1";
 const skip = inDom0 ? false : "runs only inside the Xen dom0 booted by scripts/test_xen.mjs";
 const lane = DOM0_LOOPBACK;
 const runtime = "Bun" in globalThis ? "bun" : "deno";
+const other = runtime === "bun" ? "deno" : "bun";
+const recordMode = process.env.XENCHAN_FIDELITY_RECORD === "1";
+/** Sequences Bun runs by default (a seeded subset; Deno runs them all). */
+const SUBSET_SEQUENCES = 40;
+const SUBSET_SEED = 0x5b5e7;
 
 function envInt(name: string, fallback: number): number {
   const n = Number(process.env[name] ?? "");
   return Number.isInteger(n) && n > 0 ? n : fallback;
+}
+
+function outFile(who: string): string | null {
+  const out = process.env.XENCHAN_OUT;
+  return out ? `${out}/fidelity/${lane.name.replaceAll(" ", "_")}.${who}.json.gz` : null;
 }
 
 /**
@@ -82,26 +106,68 @@ function readText(path: string): string {
   }
 }
 
-interface Recording {
-  readonly fixture: LaneFixture;
-  readonly operations: number;
+/** The reference recording: this boot's other runtime's (recording mode), else the committed one. */
+function reference(): { fixture: LaneFixture | null; from: string } {
+  const file = recordMode ? outFile(other) : null;
+  if (file && existsSync(file)) {
+    const fixture = JSON.parse(gunzipSync(readFileSync(file)).toString("utf8")) as LaneFixture;
+    return { fixture, from: `${other}'s recording of this boot` };
+  }
+  return { fixture: readFixture(lane), from: "the committed fixture" };
 }
 
-let recording: Promise<Recording> | undefined;
+/**
+ * Which sequences this runtime runs: the reference's (or, recording or
+ * without a usable reference, the lane's seeds); all of them under Deno, a
+ * seeded subset of SUBSET_SEQUENCES under Bun (XENCHAN_FIDELITY_SEQUENCES
+ * overrides both).
+ */
+function plan(ref: LaneFixture | null): { seed: number; length: number }[] {
+  const all = recordMode || !ref || ref.version !== FIXTURE_VERSION
+    ? Array.from({ length: lane.sequences }, (_, i) => ({
+      seed: lane.seedBase + i,
+      length: lane.length,
+    }))
+    : ref.sequences.map((s) => ({ seed: s.seed, length: s.length }));
+  const count = envInt(
+    "XENCHAN_FIDELITY_SEQUENCES",
+    runtime === "deno" ? all.length : SUBSET_SEQUENCES,
+  );
+  if (count >= all.length) return all;
+  const rnd = new SeededRandom(SUBSET_SEED);
+  for (let i = all.length - 1; i > 0; i--) {
+    const j = rnd.int(0, i);
+    [all[i], all[j]] = [all[j], all[i]];
+  }
+  return all.slice(0, count).sort((a, b) => a.seed - b.seed);
+}
 
-/** Records the lane once per process (both tests use it). */
-function record(): Promise<Recording> {
-  recording ??= (async () => {
+interface Run {
+  readonly fixture: LaneFixture;
+  readonly operations: number;
+  /** Seeds whose real trace differs from the simulator's, with the first difference. */
+  readonly divergent: { seed: number; index: number; real?: string; sim?: string }[];
+  readonly seconds: number;
+}
+
+let running: Promise<Run> | undefined;
+
+/** Runs the plan once per process (both tests use it). */
+function run(): Promise<Run> {
+  running ??= (async () => {
     const startState = await measureStartState();
-    const count = envInt("XENCHAN_FIDELITY_SEQUENCES", lane.sequences);
+    const { fixture: ref } = reference();
     const sequences: RecordedSequence[] = [];
+    const divergent: Run["divergent"] = [];
     let operations = 0;
     const t0 = performance.now();
-    for (let i = 0; i < count; i++) {
-      const seed = lane.seedBase + i;
-      const ops = laneSequence(lane, seed);
+    for (const { seed, length } of plan(ref)) {
+      const ops = laneSequence(lane, seed, length);
       operations += ops.length;
-      sequences.push({ seed, length: ops.length, trace: await recordTrace(ops, ffiTarget()) });
+      const { real, sim } = await recordLockstep(ops, ffiTarget(), simTarget(startState));
+      sequences.push({ seed, length, trace: real });
+      const d = firstDivergence(real, sim);
+      if (d) divergent.push({ seed, index: d.index, real: d.expected, sim: d.actual });
     }
     const seconds = Math.round((performance.now() - t0) / 100) / 10;
     const xen = ["major", "minor"].map((f) => readText(`/sys/hypervisor/version/${f}`)).join(".") +
@@ -109,64 +175,74 @@ function record(): Promise<Recording> {
     const fixture: LaneFixture = {
       version: FIXTURE_VERSION,
       lane: lane.name,
-      recordedOn: `Xen ${xen}, Linux ${
-        readText("/proc/sys/kernel/osrelease")
-      } PV dom0, ${runtime}, ${seconds} s`,
+      recordedOn: `Xen ${xen}, Linux ${readText("/proc/sys/kernel/osrelease")} PV dom0, ${runtime}`,
       startState,
       sequences,
     };
-    const out = process.env.XENCHAN_OUT;
-    if (out) {
-      mkdirSync(`${out}/fidelity`, { recursive: true });
-      const file = `${out}/fidelity/${lane.name.replaceAll(" ", "_")}.${runtime}.json`;
-      writeFileSync(file, JSON.stringify(fixture) + "\n");
+    const file = outFile(runtime);
+    if (file && recordMode) {
+      mkdirSync(file.slice(0, file.lastIndexOf("/")), { recursive: true });
+      writeFileSync(file, gzipSync(JSON.stringify(fixture) + "\n", { level: 9 }));
     }
-    return { fixture, operations };
+    return { fixture, operations, divergent, seconds };
   })();
-  return recording;
+  return running;
 }
 
-/** Whether `ops` still diverges: run on live Xen and on the simulator, compare. */
+/** Whether `ops` still diverges: run on live Xen and on the simulator in lockstep, compare. */
 async function divergesLive(ops: readonly Op[], start: Dom0StartState): Promise<boolean> {
-  const real = await recordTrace(ops, ffiTarget());
-  const sim = await recordTrace(ops, simTarget(start));
+  const { real, sim } = await recordLockstep(ops, ffiTarget(), simTarget(start));
   return firstDivergence(real, sim) !== null;
 }
 
 describe("fidelity on real Xen", { skip }, () => {
-  it(`the simulator replays the sequences recorded on real Xen with 0 divergences ${laneTag(lane)}`, async () => {
-    const { fixture } = await record();
-    const result = await replayOnSim(lane, fixture.startState, fixture.sequences);
-    console.log(`start state: ${JSON.stringify(fixture.startState)}; ${fixture.recordedOn}`);
+  it(`the simulator answers as real Xen in lockstep, 0 divergences ${laneTag(lane)}`, async () => {
+    const { fixture, operations, divergent, seconds } = await run();
+    console.log(
+      `start state: ${JSON.stringify(fixture.startState)}; ${fixture.recordedOn}; ` +
+        `${fixture.sequences.length} sequences in ${seconds} s`,
+    );
     const reports: string[] = [];
     const toShrink = envInt("XENCHAN_FIDELITY_SHRINK", 2);
-    for (const failure of result.failures.slice(0, toShrink)) {
+    for (const failure of divergent.slice(0, toShrink)) {
       const ops = laneSequence(lane, failure.seed);
-      const prefix = ops.slice(0, Math.min(ops.length, failure.divergence.index + 1));
+      const prefix = ops.slice(0, Math.min(ops.length, failure.index + 1));
       const budget = envInt("XENCHAN_FIDELITY_BUDGET", 30);
       const minimal = await shrink(prefix, (c) => divergesLive(c, fixture.startState), budget);
-      const real = await recordTrace(minimal, ffiTarget());
-      const sim = await recordTrace(minimal, simTarget(fixture.startState));
-      const d = firstDivergence(real, sim) ?? failure.divergence;
+      const { real, sim } = await recordLockstep(
+        minimal,
+        ffiTarget(),
+        simTarget(fixture.startState),
+      );
+      const d = firstDivergence(real, sim) ??
+        { index: failure.index, expected: failure.real, actual: failure.sim };
       reports.push(divergenceReport(failure.seed, minimal, d));
     }
-    for (const failure of result.failures.slice(toShrink)) {
-      reports.push(divergenceReport(failure.seed, [], failure.divergence));
+    for (const f of divergent.slice(toShrink)) {
+      reports.push(
+        divergenceReport(f.seed, [], { index: f.index, expected: f.real, actual: f.sim }),
+      );
     }
     const line = `${
-      summaryLine(result.sequences, result.operations, result.failures.length)
-    } (${lane.name}, ${runtime})`;
+      summaryLine(fixture.sequences.length, operations, divergent.length)
+    } (${lane.name}, ${runtime}, real Xen against the simulator)`;
     console.log(line);
     if (reports.length) console.log(reports.join("\n\n"));
-    assert.equal(result.failures.length, 0, `${line}\n${reports.join("\n\n")}`);
+    assert.equal(divergent.length, 0, `${line}\n${reports.join("\n\n")}`);
   });
 
-  it(`real Xen still answers as the committed fixture recorded ${laneTag(lane)}`, async () => {
-    const committed = readFixture(lane);
-    assert.ok(committed, "no committed fixture: copy the recording from the harness output");
-    const { fixture } = await record();
-    assert.deepEqual(fixture.startState, committed.startState, "the dom0 start state changed");
-    const bySeed = new Map(committed.sequences.map((s) => [s.seed, s]));
+  it(`real Xen still answers as the reference recording ${laneTag(lane)}`, async () => {
+    const { fixture: ref, from } = reference();
+    const { fixture, operations } = await run();
+    assert.ok(ref, "no committed fixture: record one (XENCHAN_FIDELITY_RECORD=1)");
+    assert.equal(
+      ref.version,
+      FIXTURE_VERSION,
+      `${from} was recorded by engine version ${ref.version}, this is ${FIXTURE_VERSION}: ` +
+        "record again (XENCHAN_FIDELITY_RECORD=1) and commit the recording",
+    );
+    assert.deepEqual(fixture.startState, ref.startState, "the dom0 start state changed");
+    const bySeed = new Map(ref.sequences.map((s) => [s.seed, s]));
     const changed: string[] = [];
     let compared = 0;
     for (const rec of fixture.sequences) {
@@ -177,9 +253,11 @@ describe("fidelity on real Xen", { skip }, () => {
       if (d) changed.push(`seed ${rec.seed} op ${d.index}: was ${d.expected}, now ${d.actual}`);
     }
     console.log(
-      `compared ${compared} sequences with the committed fixture, ${changed.length} changed`,
+      `${
+        summaryLine(compared, operations, changed.length)
+      } (${lane.name}, ${runtime}, real Xen against ${from})`,
     );
-    assert.ok(compared > 0, "no sequence of the recording is in the committed fixture");
+    assert.ok(compared > 0, `no sequence of this run is in ${from}`);
     assert.deepEqual(changed, [], `real Xen's answers changed:\n${changed.join("\n")}`);
   });
 });

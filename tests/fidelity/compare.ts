@@ -18,7 +18,7 @@ import type { Op } from "./ops.ts";
 import type { TraceEntry } from "./run.ts";
 
 /** Fixture format version; bump when the generator or the trace text changes. */
-export const FIXTURE_VERSION = 1;
+export const FIXTURE_VERSION = 2;
 
 /** One recorded sequence: its seed, length and the real trace. */
 export interface RecordedSequence {

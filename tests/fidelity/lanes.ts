@@ -61,21 +61,52 @@ export function simTarget(start: Dom0StartState): RunTarget {
   const hv = new SimHypervisor({
     dom0: { kernelPorts: start.kernelPorts, kernelVirqs: start.kernelVirqs },
   });
-  return { options: { backend: hv.backend(0) }, waitMs: 0, settle: () => {} };
+  return {
+    options: { backend: hv.backend(0) },
+    waitMs: 0,
+    graceMs: 0,
+    deferredEnd: () => {},
+    beforeGrant: () => {},
+  };
 }
 
-/** Linux's deferred grant-end timer fires after HZ (1 s); wait a little longer. */
+/** Linux's deferred grant-end timer fires every HZ (1 s) while ends are pending; a margin more. */
 export const DEFERRED_GRANT_SETTLE_MS = 1500;
-/** Longest wait for an asynchronously delivered event after an operation on real Xen. */
-export const REAL_DELIVERY_WAIT_MS = 40;
+/** Longest wait on real Xen for each event the lockstep simulator delivered (ms). */
+export const REAL_DELIVERY_WAIT_MS = 2000;
+/** Extra wait on real Xen after an operation that succeeded and can raise an event (ms). */
+export const REAL_GRACE_MS = 4;
 
 /** Blocks the calling thread for `ms` (Atomics.wait; fine in a test process). */
 export function sleepSync(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
-/** The real backend (dom0 loopback through the FFI), with asynchronous-delivery waits. */
-export function ffiTarget(waitMs = REAL_DELIVERY_WAIT_MS): RunTarget {
+/**
+ * When the last pending deferred grant end has surely completed
+ * (performance.now() time). Module-wide: the kernel's free list outlives a
+ * sequence, so a sequence that ends with an end pending makes the next
+ * one's first grant operation wait.
+ */
+let grantsQuietAt = 0;
+
+/**
+ * The real backend (dom0 loopback through the FFI), with asynchronous
+ * delivery waits and lazy waits for Linux's deferred grant ends: they are
+ * paid only when a grant operation comes before the timer surely fired.
+ */
+export function ffiTarget(): RunTarget {
   const options: OpenOptions = { backend: "ffi" };
-  return { options, waitMs, settle: () => sleepSync(DEFERRED_GRANT_SETTLE_MS) };
+  return {
+    options,
+    waitMs: REAL_DELIVERY_WAIT_MS,
+    graceMs: REAL_GRACE_MS,
+    deferredEnd: () => {
+      grantsQuietAt = performance.now() + DEFERRED_GRANT_SETTLE_MS;
+    },
+    beforeGrant: () => {
+      const left = grantsQuietAt - performance.now();
+      if (left > 0) sleepSync(Math.ceil(left));
+    },
+  };
 }

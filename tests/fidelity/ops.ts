@@ -199,8 +199,19 @@ export const LITERAL_PORTS: readonly number[] = [
   0xffffffff,
 ];
 
-/** Literal grant refs: the reserved ones, the first frame's edges, far beyond the table. */
-export const LITERAL_REFS: readonly number[] = [0, 7, 8, 511, 512, 4096, 99999];
+/**
+ * Literal grant refs: only values no sharer can ever be handed, so a literal
+ * never names a ref one backend granted and the other did not (the ref
+ * numbers a sharer gets depend on the kernel-wide free list, see run.ts):
+ * 0 and 7, the first and last of Linux's reserved refs
+ * (GNTTAB_NR_RESERVED_ENTRIES = 8, never on the free list), and 99999, beyond
+ * the largest grant table Xen 4.17 gives a domain by default
+ * (gnttab_max_frames 64 x 512 v1 entries = 32768).
+ */
+export const LITERAL_REFS: readonly number[] = [0, 7, 99999];
+
+/** The ref a ref slot resolves to before the sequence was handed any (never granted). */
+export const NO_REF = 99999;
 
 /** VIRQs the generator binds: every defined one, NR_VIRQS and one far beyond. */
 export const VIRQS: readonly number[] = [

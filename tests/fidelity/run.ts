@@ -7,25 +7,54 @@
  *
  * The normalisation, applied while recording (the same on every backend,
  * see also README "Fidelity"):
- * 1. Events: after each operation every open event channel handle is
- *    drained (tryPending); after an operation that can raise an event the
- *    recorder first waits up to `waitMs` (real Xen delivers asynchronously:
- *    Linux spreads interdomain ports over the vCPUs, so the upcall may run
- *    on another vCPU after the hypercall returned). The ports delivered for
- *    one operation are recorded as a sorted list of `e<handle>:<port>`:
- *    which operation an event belongs to is kept, the order within one
- *    operation is not (two vCPUs fill the ring in either order).
- * 2. Errors: the class name, and for XenCallError the C function and errno
+ * 1. Grant refs are renamed by first appearance within the sequence: the
+ *    refs of the first share are `g0`, `g1`, ..., the next new ref handed
+ *    out gets the next name, and a ref handed out again (Linux's free list
+ *    is LIFO) keeps its name. Linux takes refs from one free list shared by
+ *    the whole dom0 kernel, so which numbers a sequence gets first depends on
+ *    the order earlier sequences (and the kernel) left that list in: history
+ *    outside the sequence. What the sequence itself does with the list (a
+ *    freed ref comes back first, a ref whose end was deferred does not come
+ *    back while mapped) survives the renaming and is compared. Literal refs
+ *    are only values that can never be granted (ops.ts LITERAL_REFS) and are
+ *    kept as numbers. Port numbers are NOT renamed: Xen hands out the lowest
+ *    free port of the domain, which is history-free once every handle of the
+ *    previous sequence is closed, so they must match exactly.
+ * 2. Events: after each operation every open event channel handle is
+ *    drained (tryPending). Which operation an event belongs to is kept, the
+ *    order within one operation is not (two vCPUs fill the ring in either
+ *    order): the ports delivered for one operation are recorded as a sorted
+ *    list of `e<handle>:<port>`. Real Xen delivers asynchronously (the upcall
+ *    may run on another vCPU after the hypercall returned, and the event Xen
+ *    raises on a new interdomain port can take more than 40 ms under TCG), so
+ *    on real Xen the recorder is run in lockstep with the simulator
+ *    (recordLockstep): it waits up to RunTarget.waitMs for exactly the events
+ *    the simulator delivered for the same operation, then RunTarget.graceMs
+ *    more after an operation that succeeded and can raise an event. The
+ *    simulator's answer only decides how long to wait, never what is
+ *    recorded: an event the simulator misses arrives on real Xen anyway (in
+ *    this entry or a later one) and one it invents is recorded as missing,
+ *    so both still diverge.
+ * 3. Errors: the class name, and for XenCallError the C function and errno
  *    code; never the message (its words differ between backends).
- * 3. File descriptors and mapping addresses are not recorded (the
- *    simulator's are virtual). Port numbers, grant refs, GNTST statuses and
- *    memory contents are recorded as they are: they are the behaviour.
- * 4. Engine rules that keep real runs reproducible, applied on every
+ * 4. File descriptors and mapping addresses are not recorded (the
+ *    simulator's are virtual). GNTST statuses and memory contents are
+ *    recorded as they are.
+ * 5. Engine rules that keep real runs reproducible, applied on every
  *    backend alike: no write through a read-only mapping (real Xen kills
- *    the process with SIGSEGV, the simulator cannot fault); after an unmap
- *    that ends a grant whose share was already released, `settle()` (on real
- *    Xen: wait for Linux's deferred grant-end timer, HZ, so the ref is back
- *    on the free list before the next operation).
+ *    the process with SIGSEGV, the simulator cannot fault); when a grant's
+ *    end was deferred by the kernel (its share released while mapped) and
+ *    the last mapping went, the next operation that allocates, frees or
+ *    resolves a grant ref first waits (RunTarget.beforeGrant) for Linux's
+ *    deferred-end timer (HZ) to put the ref back on the free list, also
+ *    across sequences.
+ * 6. The simulator's one documented limitation (README Limitations): it
+ *    cannot map several refs as one range unless they are adjacent pages of
+ *    one share, in order. The recorder decides that condition from its own
+ *    bookkeeping; for such a multi-ref map real Xen's map is made (so its
+ *    acceptance or error is still checked) and unmapped at once, and an
+ *    accepted map is recorded as `simlimit`, as is the simulator's
+ *    limitation error for the same condition.
  *
  * @module
  */
@@ -42,11 +71,12 @@ import {
   type SharedGrant,
   XenCallError,
   XenError,
+  XenUsageError,
 } from "../../mod.ts";
 import {
   type CopySide,
   LITERAL_PORTS,
-  LITERAL_REFS,
+  NO_REF,
   type NotifyOperands,
   type Op,
   type Operand,
@@ -61,10 +91,14 @@ const MAX_EVENTS_PER_DRAIN = 256;
 export interface RunTarget {
   /** Options for every open* call of the sequence (a fresh world per call). */
   readonly options: OpenOptions;
-  /** Longest wait for asynchronous delivery after an event-raising operation (0: none). */
+  /** Longest wait for each event the lockstep simulator delivered (ms; 0: no waits). */
   readonly waitMs: number;
-  /** Waits until deferred grant releases completed (a no-op on the simulator). */
-  settle(): void;
+  /** Extra wait after an operation that succeeded and can raise an event (ms). */
+  readonly graceMs: number;
+  /** Called right after the last mapping of a deferred grant went (its end is pending). */
+  deferredEnd(): void;
+  /** Called before every grant operation: waits until pending deferred ends completed. */
+  beforeGrant(): void;
 }
 
 /** One recorded operation: `call => result | ev ...`. */
@@ -107,6 +141,8 @@ class World {
   readonly tbl: GrantTable[] = [];
   readonly ports: number[] = [];
   readonly refs: number[] = [];
+  /** Names of the refs handed out so far, by first appearance (normalisation rule 1). */
+  readonly refNames = new Map<number, string>();
   readonly shares: Tracked<SharedGrant>[] = [];
   readonly maps: Tracked<GrantMapping>[] = [];
   /** Live mappings per granted ref of dom0 (the loopback granter). */
@@ -122,7 +158,36 @@ class World {
 
   ref(o: Operand): number {
     if ("lit" in o) return o.lit;
-    return this.refs.length ? this.refs[o.slot % this.refs.length] : LITERAL_REFS[2];
+    return this.refs.length ? this.refs[o.slot % this.refs.length] : NO_REF;
+  }
+
+  /** Records refs handed out by a share and names the new ones. */
+  handedOut(refs: readonly number[]): void {
+    for (const r of refs) if (!this.refNames.has(r)) this.refNames.set(r, `g${this.refNames.size}`);
+    this.refs.push(...refs);
+  }
+
+  /** The trace text of a ref: its name if it was handed out in this sequence, else the number. */
+  refText(ref: number): string {
+    return this.refNames.get(ref) ?? String(ref);
+  }
+
+  /**
+   * Whether the simulator can map `refs` of `domids` as one range: fewer
+   * than two refs, any foreign domid (such a map fails on both backends
+   * before the layout matters), refs not granted here (likewise), or
+   * adjacent pages of the share that holds the first ref, in order
+   * (normalisation rule 6).
+   */
+  mappable(domids: readonly number[], refs: readonly number[]): boolean {
+    if (refs.length < 2 || domids.some((d) => d !== 0)) return true;
+    for (let k = this.shares.length - 1; k >= 0; k--) {
+      const t = this.shares[k];
+      const i = t.refs.indexOf(refs[0]);
+      if (i < 0 || (t.value.released && !this.deferred.has(refs[0]))) continue;
+      return refs.every((r, j) => t.refs[i + j] === r);
+    }
+    return true;
   }
 
   addMapping(
@@ -170,74 +235,209 @@ function pick<T>(list: readonly T[], slot: number, live?: (item: T) => boolean):
 const liveHandle = (h: { readonly closed: boolean }) => !h.closed;
 const liveRange = (t: Tracked<SharedGrant | GrantMapping>) => !t.value.released;
 
+/** Grant operations that may allocate, free or resolve a ref (they wait for deferred ends). */
+const GRANT_REF_OPS: ReadonlySet<Op["kind"]> = new Set([
+  "shrClose",
+  "share",
+  "shareNotify",
+  "unshare",
+  "map",
+  "mapRefs",
+  "mapDomain",
+  "mapNotify",
+  "copy",
+]);
+
+/** The events of a trace entry (`e<handle>:<port>` texts), in recorded order. */
+export function entryEvents(entry: TraceEntry): string[] {
+  const at = entry.lastIndexOf(" | ev ");
+  return at < 0 ? [] : entry.slice(at + 6).split(",");
+}
+
 /**
- * Runs `ops` on `target` and returns the trace: one entry per operation and
- * a final `teardown` entry (every table handle closed, then every share
- * handle, then every event channel handle, with the events that raised).
- * Every handle the run opened is closed before it returns, also when an
- * operation threw something unexpected (which is then rethrown).
+ * Records one sequence on one backend, operation by operation, so that two
+ * backends can be driven in lockstep (recordLockstep). Not reentrant: one
+ * step at a time. `finish` closes everything the run opened.
+ */
+export class TraceRecorder {
+  readonly #world = new World();
+  readonly #target: RunTarget;
+  /** The entries recorded so far. */
+  readonly trace: TraceEntry[] = [];
+  #finished = false;
+
+  /** A recorder over a fresh world on `target`. */
+  constructor(target: RunTarget) {
+    this.#target = target;
+  }
+
+  /**
+   * Runs one operation and records its entry. `expected` are the events to
+   * wait for (normalisation rule 2; the lockstep simulator's events for the
+   * same operation), waiting at most target.waitMs. Returns the entry.
+   * Throws only for an engine error (an operation's own errors are recorded).
+   */
+  async step(op: Op, expected: readonly string[] = []): Promise<TraceEntry> {
+    const world = this.#world;
+    if (GRANT_REF_OPS.has(op.kind)) this.#target.beforeGrant();
+    const [call, out] = await execute(world, op, this.#target.options);
+    const succeeded = EVENTFUL.has(op.kind) && !out.startsWith("!") && !out.startsWith("skip");
+    const events = drain(world, this.#target, expected, succeeded);
+    if (world.settleNeeded) {
+      world.settleNeeded = false;
+      this.#target.deferredEnd();
+    }
+    const e = entry(call, out, events);
+    this.trace.push(e);
+    return e;
+  }
+
+  /**
+   * Records the final `teardown` entry: every table handle closed, then
+   * every share handle, then every event channel handle, with the events
+   * that raised (waiting for `expected` as step does). Idempotent: a second
+   * call records nothing and returns the first entry.
+   */
+  finish(expected: readonly string[] = []): TraceEntry {
+    if (this.#finished) return this.trace[this.trace.length - 1];
+    this.#finished = true;
+    const world = this.#world;
+    const target = this.#target;
+    const events: string[] = [];
+    for (const t of world.tbl) t.close();
+    for (const m of world.maps) world.dropMapping(m);
+    events.push(...drain(world, target, [], world.tbl.length > 0));
+    if (world.settleNeeded) {
+      world.settleNeeded = false;
+      target.deferredEnd();
+    }
+    if (world.shr.length) target.beforeGrant();
+    for (const s of world.shr) s.close();
+    events.push(...drain(world, target, expected, world.shr.length > 0, events));
+    for (const e of world.evt) e.close();
+    const e = entry("teardown", "ok", events.sort());
+    this.trace.push(e);
+    return e;
+  }
+}
+
+/**
+ * Runs `ops` on `target` alone and returns the trace: one entry per
+ * operation and a final `teardown` entry. Without a lockstep partner no
+ * event is waited for, which is exact on the simulator (it delivers
+ * synchronously). Every handle the run opened is closed before it returns,
+ * also when an operation threw something unexpected (which is rethrown).
  */
 export async function recordTrace(ops: readonly Op[], target: RunTarget): Promise<TraceEntry[]> {
-  const world = new World();
-  const trace: TraceEntry[] = [];
+  const rec = new TraceRecorder(target);
   try {
-    for (const op of ops) {
-      const [call, out] = await execute(world, op, target.options);
-      const events = drain(world, EVENTFUL.has(op.kind) ? target.waitMs : 0);
-      if (world.settleNeeded) {
-        world.settleNeeded = false;
-        target.settle();
-      }
-      trace.push(entry(call, out, events));
-    }
+    for (const op of ops) await rec.step(op);
   } finally {
-    trace.push(teardown(world, target));
+    rec.finish();
   }
-  return trace;
+  return rec.trace;
+}
+
+/** The traces of one sequence run in lockstep. */
+export interface LockstepTraces {
+  readonly real: readonly TraceEntry[];
+  readonly sim: readonly TraceEntry[];
+}
+
+/**
+ * Runs `ops` on `sim` and `real` in lockstep: each operation first on the
+ * simulator, then on real Xen, which waits for the events the simulator
+ * delivered (normalisation rule 2). Returns both traces. Every handle both
+ * runs opened is closed before it returns; an engine error is rethrown.
+ */
+export async function recordLockstep(
+  ops: readonly Op[],
+  real: RunTarget,
+  sim: RunTarget,
+): Promise<LockstepTraces> {
+  const r = new TraceRecorder(real);
+  const s = new TraceRecorder(sim);
+  try {
+    for (const op of ops) await r.step(op, entryEvents(await s.step(op)));
+    r.finish(entryEvents(s.finish()));
+  } finally {
+    s.finish();
+    r.finish();
+  }
+  return { real: r.trace, sim: s.trace };
 }
 
 function entry(call: string, out: string, events: string[]): TraceEntry {
   return events.length ? `${call} => ${out} | ev ${events.join(",")}` : `${call} => ${out}`;
 }
 
-function teardown(world: World, target: RunTarget): TraceEntry {
-  const events: string[] = [];
-  for (const t of world.tbl) t.close();
-  for (const m of world.maps) world.dropMapping(m);
-  events.push(...drain(world, world.tbl.length ? target.waitMs : 0));
-  if (world.settleNeeded) target.settle();
-  for (const s of world.shr) s.close();
-  events.push(...drain(world, world.shr.length ? target.waitMs : 0));
-  for (const e of world.evt) e.close();
-  return entry("teardown", "ok", events.sort());
-}
-
-/** After an event arrived, how much longer the recorder waits for the rest (ms). */
-const GRACE_MS = 10;
-
 /**
- * Drains every open event channel handle. With `waitMs` > 0 it first waits
- * on each handle in turn until a deadline `waitMs` away (the wait on one
- * handle lets the others' events queue in their rings meanwhile); once an
- * event arrived the deadline shrinks to GRACE_MS after it. Then it takes
- * whatever is ready until a pass over all handles finds nothing. Returns
- * the sorted list of `e<handle>:<port>` (or `e<handle>!<error>`).
+ * Drains every open event channel handle and returns the sorted list of
+ * `e<handle>:<port>` (or `e<handle>!<error>`) it took. First whatever is
+ * ready; then, with target.waitMs > 0, it waits for each event of `expected`
+ * not yet taken (nor in `seen`), on that event's handle, until a deadline
+ * waitMs away (or the handle is closed); then, when `eventful`, it waits
+ * target.graceMs more for anything else (the wait on one handle lets the
+ * others' events queue meanwhile) and takes what is ready once more.
  */
-function drain(world: World, waitMs: number): string[] {
+function drain(
+  world: World,
+  target: RunTarget,
+  expected: readonly string[],
+  eventful: boolean,
+  seen: readonly string[] = [],
+): string[] {
   const got: string[] = [];
   const open = world.evt.map((h, i) => [h, i] as const).filter(([h]) => !h.closed);
-  if (waitMs > 0 && open.length > 0) {
-    let deadline = performance.now() + waitMs;
-    for (const [h, i] of open) {
-      for (let n = 0; n < MAX_EVENTS_PER_DRAIN; n++) {
-        const left = Math.max(0, Math.ceil(deadline - performance.now()));
-        const port = pendingOrError(h, left, got, i);
-        if (port === null) break;
-        got.push(`e${i}:${port}`);
-        deadline = Math.min(deadline, performance.now() + GRACE_MS);
+  sweep(open, got);
+  if (target.waitMs > 0 && open.length > 0) {
+    const deadline = performance.now() + target.waitMs;
+    for (;;) {
+      const missing = firstMissing(expected, [...seen, ...got]);
+      if (missing === undefined) break;
+      const h = world.evt[missing];
+      const left = Math.ceil(deadline - performance.now());
+      if (!h || h.closed || left <= 0) break;
+      const port = pendingOrError(h, left, got, missing);
+      if (port !== null) got.push(`e${missing}:${port}`);
+      else if (got.at(-1)?.startsWith(`e${missing}!`)) break;
+      sweep(open, got);
+    }
+    if (eventful && target.graceMs > 0) {
+      const graceEnd = performance.now() + target.graceMs;
+      for (const [h, i] of open) {
+        for (let n = 0; n < MAX_EVENTS_PER_DRAIN; n++) {
+          const left = Math.ceil(graceEnd - performance.now());
+          if (left <= 0) break;
+          const port = pendingOrError(h, left, got, i);
+          if (port === null) break;
+          got.push(`e${i}:${port}`);
+        }
       }
+      sweep(open, got);
     }
   }
+  return got.sort();
+}
+
+/** The handle index of the first event of `expected` not covered by `have` (a multiset). */
+function firstMissing(expected: readonly string[], have: readonly string[]): number | undefined {
+  const left = new Map<string, number>();
+  for (const e of have) left.set(e, (left.get(e) ?? 0) + 1);
+  for (const e of expected) {
+    const n = left.get(e) ?? 0;
+    if (n > 0) {
+      left.set(e, n - 1);
+      continue;
+    }
+    const m = /^e(\d+):/.exec(e);
+    if (m) return Number(m[1]);
+  }
+  return undefined;
+}
+
+/** Takes whatever is ready on the open handles until a pass finds nothing. */
+function sweep(open: readonly (readonly [EventChannels, number])[], got: string[]): void {
   for (let progress = true, rounds = 0; progress && rounds < MAX_EVENTS_PER_DRAIN; rounds++) {
     progress = false;
     for (const [h, i] of open) {
@@ -247,7 +447,6 @@ function drain(world: World, waitMs: number): string[] {
       progress = true;
     }
   }
-  return got.sort();
 }
 
 /** pendingSync(timeout) on one handle; an error is recorded as an event text and ends it. */
@@ -374,9 +573,9 @@ function shareResult(
   owner: GrantShare,
 ): string {
   owners.set(share, owner);
-  world.refs.push(...share.refs);
+  world.handedOut(share.refs);
   world.shares.push({ value: share, writable, refs: share.refs });
-  return `r${world.shares.length - 1}=[${share.refs.join(",")}]`;
+  return `r${world.shares.length - 1}=[${share.refs.map((r) => world.refText(r)).join(",")}]`;
 }
 
 function mapResult(
@@ -500,7 +699,7 @@ function mapOp(
     case "map": {
       const ref = world.ref(op.ref);
       return attempt(
-        `${name}.mapGrantRef(${op.domid},${ref},{w:${op.writable}})`,
+        `${name}.mapGrantRef(${op.domid},${world.refText(ref)},{w:${op.writable}})`,
         () =>
           done(
             t.mapGrantRef(op.domid, ref, { writable: op.writable }),
@@ -512,28 +711,34 @@ function mapOp(
     }
     case "mapRefs": {
       const grants = op.grants.map((g) => ({ domid: g.domid, ref: world.ref(g.ref) }));
-      const text = grants.map((g) => `${g.domid}:${g.ref}`).join(",");
+      const text = grants.map((g) => `${g.domid}:${world.refText(g.ref)}`).join(",");
+      const domids = grants.map((g) => g.domid);
+      const refs = grants.map((g) => g.ref);
       return attempt(
         `${name}.mapGrantRefs([${text}],{w:${op.writable}})`,
         () =>
-          done(
-            t.mapGrantRefs(grants, { writable: op.writable }),
-            grants.map((g) => g.domid),
-            grants.map((g) => g.ref),
-            op.writable,
+          mapOrLimit(
+            world,
+            domids,
+            refs,
+            () => t.mapGrantRefs(grants, { writable: op.writable }),
+            (m) => done(m, domids, refs, op.writable),
           ),
       );
     }
     case "mapDomain": {
       const refs = op.refs.map((r) => world.ref(r));
       return attempt(
-        `${name}.mapDomainGrantRefs(${op.domid},[${refs.join(",")}],{w:${op.writable}})`,
+        `${name}.mapDomainGrantRefs(${op.domid},[${
+          refs.map((r) => world.refText(r)).join(",")
+        }],{w:${op.writable}})`,
         () =>
-          done(
-            t.mapDomainGrantRefs(op.domid, refs, { writable: op.writable }),
+          mapOrLimit(
+            world,
             refs.map(() => op.domid),
             refs,
-            op.writable,
+            () => t.mapDomainGrantRefs(op.domid, refs, { writable: op.writable }),
+            (m) => done(m, refs.map(() => op.domid), refs, op.writable),
           ),
       );
     }
@@ -541,11 +746,39 @@ function mapOp(
       const ref = world.ref(op.ref);
       const o = notifyOptions(world, op.notify, op.writable);
       return attempt(
-        `${name}.mapGrantRefNotify(${op.domid},${ref},${notifyText(o)})`,
+        `${name}.mapGrantRefNotify(${op.domid},${world.refText(ref)},${notifyText(o)})`,
         () => done(t.mapGrantRefNotify(op.domid, ref, o), [op.domid], [ref], op.writable),
       );
     }
   }
+}
+
+/**
+ * Normalisation rule 6: a multi-ref map the simulator cannot make (refs not
+ * adjacent pages of one share, World.mappable) is made and unmapped at once,
+ * and recorded as `simlimit` if the backend accepted it, or if it refused it
+ * with the simulator's limitation error; any other error is thrown (and
+ * recorded) as it is. Other maps are recorded by `done`.
+ */
+function mapOrLimit(
+  world: World,
+  domids: readonly number[],
+  refs: readonly number[],
+  map: () => GrantMapping,
+  done: (m: GrantMapping) => string,
+): string {
+  if (world.mappable(domids, refs)) return done(map());
+  let m: GrantMapping;
+  try {
+    m = map();
+  } catch (error) {
+    if (error instanceof XenUsageError && /simulator limitation/.test(error.message)) {
+      return "simlimit";
+    }
+    throw error;
+  }
+  m.unmap();
+  return "simlimit";
 }
 
 function copyOp(world: World, op: Extract<Op, { kind: "copy" }>): Outcome {
@@ -566,7 +799,9 @@ function copyOp(world: World, op: Extract<Op, { kind: "copy" }>): Outcome {
     dest: side(seg.dest, false, i + 1),
     len: seg.len,
   }));
-  const text = segments.map((s) => `${sideText(s.source)}->${sideText(s.dest)}:${s.len}`).join(
+  const text = segments.map((s) =>
+    `${sideText(world, s.source)}->${sideText(world, s.dest)}:${s.len}`
+  ).join(
     ",",
   );
   return attempt(`t${world.tbl.indexOf(t)}.grantCopy([${text}])`, () => {
@@ -575,8 +810,8 @@ function copyOp(world: World, op: Extract<Op, { kind: "copy" }>): Outcome {
   });
 }
 
-function sideText(s: GrantCopySegment["source"]): string {
-  return "local" in s ? `L${s.local.length}` : `${s.domid}:${s.ref}@${s.offset}`;
+function sideText(world: World, s: GrantCopySegment["source"]): string {
+  return "local" in s ? `L${s.local.length}` : `${s.domid}:${world.refText(s.ref)}@${s.offset}`;
 }
 
 function memoryOp(world: World, op: Extract<Op, { kind: "poke" | "peek" }>): Outcome {
