@@ -16,7 +16,10 @@ import { DOM0_LOOPBACK, laneSequence, laneTag } from "./fidelity/lanes.ts";
 const lane = DOM0_LOOPBACK;
 
 describe("fidelity replay", () => {
-  it(`the simulator reproduces every trace recorded on real Xen ${laneTag(lane)}`, async () => {
+  // 10,000 simulated operations: a few seconds, more on a loaded machine (Bun's default is 5 s).
+  it(`the simulator reproduces every trace recorded on real Xen ${laneTag(lane)}`, {
+    timeout: 120_000,
+  }, async () => {
     const fixture = readFixture(lane);
     assert.ok(fixture, `missing fixture ${fixturePath(lane)}`);
     assert.equal(fixture.version, FIXTURE_VERSION, "fixture recorded by another engine version");

@@ -51,7 +51,7 @@ import {
   simTarget,
 } from "../fidelity/lanes.ts";
 import { type Op, SeededRandom } from "../fidelity/ops.ts";
-import { recordLockstep } from "../fidelity/run.ts";
+import { newTimings, recordLockstep, type RunTimings } from "../fidelity/run.ts";
 
 const inDom0 = process.env.XENCHAN_DOM0 === "1";
 const skip = inDom0 ? false : "runs only inside the Xen dom0 booted by scripts/test_xen.mjs";
@@ -60,8 +60,10 @@ const runtime = "Bun" in globalThis ? "bun" : "deno";
 const other = runtime === "bun" ? "deno" : "bun";
 const recordMode = process.env.XENCHAN_FIDELITY_RECORD === "1";
 /** Sequences Bun runs by default (a seeded subset; Deno runs them all). */
-const SUBSET_SEQUENCES = 40;
+const SUBSET_SEQUENCES = 30;
 const SUBSET_SEED = 0x5b5e7;
+/** Per-test timeout: the run is minutes under TCG (the harness's runner timeout is the real bound). */
+const RUN_TIMEOUT_MS = 1_500_000;
 
 function envInt(name: string, fallback: number): number {
   const n = Number(process.env[name] ?? "");
@@ -148,6 +150,8 @@ interface Run {
   /** Seeds whose real trace differs from the simulator's, with the first difference. */
   readonly divergent: { seed: number; index: number; real?: string; sim?: string }[];
   readonly seconds: number;
+  readonly real: RunTimings;
+  readonly sim: RunTimings;
 }
 
 let running: Promise<Run> | undefined;
@@ -160,11 +164,17 @@ function run(): Promise<Run> {
     const sequences: RecordedSequence[] = [];
     const divergent: Run["divergent"] = [];
     let operations = 0;
+    const realTimings = newTimings();
+    const simTimings = newTimings();
     const t0 = performance.now();
     for (const { seed, length } of plan(ref)) {
       const ops = laneSequence(lane, seed, length);
       operations += ops.length;
-      const { real, sim } = await recordLockstep(ops, ffiTarget(), simTarget(startState));
+      const { real, sim } = await recordLockstep(
+        ops,
+        ffiTarget(realTimings),
+        simTarget(startState, simTimings),
+      );
       sequences.push({ seed, length, trace: real });
       const d = firstDivergence(real, sim);
       if (d) divergent.push({ seed, index: d.index, real: d.expected, sim: d.actual });
@@ -184,7 +194,7 @@ function run(): Promise<Run> {
       mkdirSync(file.slice(0, file.lastIndexOf("/")), { recursive: true });
       writeFileSync(file, gzipSync(JSON.stringify(fixture) + "\n", { level: 9 }));
     }
-    return { fixture, operations, divergent, seconds };
+    return { fixture, operations, divergent, seconds, real: realTimings, sim: simTimings };
   })();
   return running;
 }
@@ -196,11 +206,16 @@ async function divergesLive(ops: readonly Op[], start: Dom0StartState): Promise<
 }
 
 describe("fidelity on real Xen", { skip }, () => {
-  it(`the simulator answers as real Xen in lockstep, 0 divergences ${laneTag(lane)}`, async () => {
-    const { fixture, operations, divergent, seconds } = await run();
+  it(`the simulator answers as real Xen in lockstep, 0 divergences ${laneTag(lane)}`, {
+    timeout: RUN_TIMEOUT_MS,
+  }, async () => {
+    const { fixture, operations, divergent, seconds, real, sim } = await run();
+    const s = (ms: number) => (ms / 1000).toFixed(1);
     console.log(
       `start state: ${JSON.stringify(fixture.startState)}; ${fixture.recordedOn}; ` +
-        `${fixture.sequences.length} sequences in ${seconds} s`,
+        `${fixture.sequences.length} sequences in ${seconds} s: real Xen ${s(real.total)} s ` +
+        `(waiting for expected events ${s(real.expected)} s, grace ${s(real.grace)} s, ` +
+        `deferred grant ends ${s(real.deferred)} s), simulator ${s(sim.total)} s`,
     );
     const reports: string[] = [];
     const toShrink = envInt("XENCHAN_FIDELITY_SHRINK", 2);
@@ -231,7 +246,9 @@ describe("fidelity on real Xen", { skip }, () => {
     assert.equal(divergent.length, 0, `${line}\n${reports.join("\n\n")}`);
   });
 
-  it(`real Xen still answers as the reference recording ${laneTag(lane)}`, async () => {
+  it(`real Xen still answers as the reference recording ${laneTag(lane)}`, {
+    timeout: RUN_TIMEOUT_MS,
+  }, async () => {
     const { fixture: ref, from } = reference();
     const { fixture, operations } = await run();
     assert.ok(ref, "no committed fixture: record one (XENCHAN_FIDELITY_RECORD=1)");

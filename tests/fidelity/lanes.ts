@@ -10,7 +10,7 @@
  */
 import { type OpenOptions, SimHypervisor } from "../../mod.ts";
 import { DOM0_LOOPBACK_WEIGHTS, generateSequence, type Op, type OpWeights } from "./ops.ts";
-import type { RunTarget } from "./run.ts";
+import type { RunTarget, RunTimings } from "./run.ts";
 
 /** What a real dom0 kernel holds before any user-space program runs (measured, see fixtures). */
 export interface Dom0StartState {
@@ -57,7 +57,7 @@ export function laneSequence(lane: LaneSpec, seed: number, length = lane.length)
  * a new SimHypervisor per call, so sequences never share state. Throws
  * XenUsageError for a start state the simulator refuses.
  */
-export function simTarget(start: Dom0StartState): RunTarget {
+export function simTarget(start: Dom0StartState, timings?: RunTimings): RunTarget {
   const hv = new SimHypervisor({
     dom0: { kernelPorts: start.kernelPorts, kernelVirqs: start.kernelVirqs },
   });
@@ -67,6 +67,7 @@ export function simTarget(start: Dom0StartState): RunTarget {
     graceMs: 0,
     deferredEnd: () => {},
     beforeGrant: () => {},
+    timings,
   };
 }
 
@@ -94,8 +95,9 @@ let grantsQuietAt = 0;
  * The real backend (dom0 loopback through the FFI), with asynchronous
  * delivery waits and lazy waits for Linux's deferred grant ends: they are
  * paid only when a grant operation comes before the timer surely fired.
+ * `timings`, if given, accumulates where the time went.
  */
-export function ffiTarget(): RunTarget {
+export function ffiTarget(timings?: RunTimings): RunTarget {
   const options: OpenOptions = { backend: "ffi" };
   return {
     options,
@@ -106,7 +108,10 @@ export function ffiTarget(): RunTarget {
     },
     beforeGrant: () => {
       const left = grantsQuietAt - performance.now();
-      if (left > 0) sleepSync(Math.ceil(left));
+      if (left <= 0) return;
+      sleepSync(Math.ceil(left));
+      if (timings) timings.deferred += left;
     },
+    timings,
   };
 }

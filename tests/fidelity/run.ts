@@ -99,6 +99,21 @@ export interface RunTarget {
   deferredEnd(): void;
   /** Called before every grant operation: waits until pending deferred ends completed. */
   beforeGrant(): void;
+  /** Where the time went, summed over every recorder on this target (optional). */
+  readonly timings?: RunTimings;
+}
+
+/** Milliseconds a recording spent, summed: in all, and waiting (rule 2 and rule 5). */
+export interface RunTimings {
+  total: number;
+  expected: number;
+  grace: number;
+  deferred: number;
+}
+
+/** Fresh zeroed timings. */
+export function newTimings(): RunTimings {
+  return { total: 0, expected: 0, grace: 0, deferred: 0 };
 }
 
 /** One recorded operation: `call => result | ev ...`. */
@@ -278,6 +293,7 @@ export class TraceRecorder {
    * Throws only for an engine error (an operation's own errors are recorded).
    */
   async step(op: Op, expected: readonly string[] = []): Promise<TraceEntry> {
+    const t0 = performance.now();
     const world = this.#world;
     if (GRANT_REF_OPS.has(op.kind)) this.#target.beforeGrant();
     const [call, out] = await execute(world, op, this.#target.options);
@@ -289,6 +305,7 @@ export class TraceRecorder {
     }
     const e = entry(call, out, events);
     this.trace.push(e);
+    if (this.#target.timings) this.#target.timings.total += performance.now() - t0;
     return e;
   }
 
@@ -301,6 +318,7 @@ export class TraceRecorder {
   finish(expected: readonly string[] = []): TraceEntry {
     if (this.#finished) return this.trace[this.trace.length - 1];
     this.#finished = true;
+    const t0 = performance.now();
     const world = this.#world;
     const target = this.#target;
     const events: string[] = [];
@@ -317,6 +335,7 @@ export class TraceRecorder {
     for (const e of world.evt) e.close();
     const e = entry("teardown", "ok", events.sort());
     this.trace.push(e);
+    if (target.timings) target.timings.total += performance.now() - t0;
     return e;
   }
 }
@@ -391,7 +410,8 @@ function drain(
   const open = world.evt.map((h, i) => [h, i] as const).filter(([h]) => !h.closed);
   sweep(open, got);
   if (target.waitMs > 0 && open.length > 0) {
-    const deadline = performance.now() + target.waitMs;
+    const t0 = performance.now();
+    const deadline = t0 + target.waitMs;
     for (;;) {
       const missing = firstMissing(expected, [...seen, ...got]);
       if (missing === undefined) break;
@@ -403,8 +423,10 @@ function drain(
       else if (got.at(-1)?.startsWith(`e${missing}!`)) break;
       sweep(open, got);
     }
+    const t1 = performance.now();
+    if (target.timings) target.timings.expected += t1 - t0;
     if (eventful && target.graceMs > 0) {
-      const graceEnd = performance.now() + target.graceMs;
+      const graceEnd = t1 + target.graceMs;
       for (const [h, i] of open) {
         for (let n = 0; n < MAX_EVENTS_PER_DRAIN; n++) {
           const left = Math.ceil(graceEnd - performance.now());
@@ -415,6 +437,7 @@ function drain(
         }
       }
       sweep(open, got);
+      if (target.timings) target.timings.grace += performance.now() - t1;
     }
   }
   return got.sort();
