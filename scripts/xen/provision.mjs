@@ -209,7 +209,7 @@ function findKernel(kernelRoot) {
   return { image: path.join(boot, img), release: img.slice("vmlinuz-".length) };
 }
 
-/** Copies XEN_MODULES out of the kernel tree (decompressing .ko.xz/.ko.zst); returns paths. */
+/** Copies ALL_MODULES out of the kernel tree (decompressing .ko.xz/.ko.zst); returns paths. */
 function extractModules(kernelRoot, release) {
   const tree = [
     path.join(kernelRoot, "lib", "modules", release),
