@@ -8,7 +8,8 @@
 // test files under tests/dom0/ (need real Xen) and tests/contract/ (with
 // XENCHAN_TEST_BACKENDS=ffi, so only the real backend variant runs) under
 //   Deno: deno test -A --no-check --junit-path=/out/deno.xml <files>
-//   Bun:  bun test --reporter=junit --reporter-outfile=/out/bun.xml <files>
+//   Bun:  bun test --timeout 120000 --reporter=junit --reporter-outfile=/out/bun.xml <files>
+//         (bun's default 5 s per test is too short for a 1-vCPU dom0 under TCG on a busy host)
 // Each runner's console output comes back as a result file and is printed here; the counts
 // come from the JUnit reports. A missing directory is skipped. A runner that leaves no report,
 // exits non-zero with no failing test, or executes zero tests counts as a failure, and so does
@@ -93,7 +94,7 @@ xenchan-xenstored start "$XENCHAN_XENSTORED" >"$XENCHAN_OUT/xenstored.log" 2>&1 
   echo "xenchan: xenchan-xenstored start $XENCHAN_XENSTORED failed" | tee -a "$XENCHAN_OUT/xenstored.log"
 xenchan-guest check >>"$XENCHAN_OUT/xenstored.log" 2>&1
 run deno deno test -A --no-check --junit-path="$XENCHAN_OUT/deno.xml" ${deno}
-run bun bun test --reporter=junit --reporter-outfile="$XENCHAN_OUT/bun.xml" ${bun}
+run bun bun test --timeout 120000 --reporter=junit --reporter-outfile="$XENCHAN_OUT/bun.xml" ${bun}
 # the daemons' and guests' logs, for a failure's post-mortem
 mkdir -p "$XENCHAN_OUT/xen-logs"
 cp -r /var/log/xen/. "$XENCHAN_OUT/xen-logs/" 2>/dev/null
