@@ -59,7 +59,9 @@ export async function testXen() {
     return harnessFailure(e.message.split("\n")[0]);
   }
   const text = (name) => run.files.get(name)?.toString("utf8") ?? null;
-  console.log(`\n== dom0: XenStore daemon ==\n${text("xenstored.log") ?? "(no output)"}`);
+  console.log(
+    `\n== dom0: XenStore daemon, guest check, memory ==\n${text("xenstored.log") ?? "(no output)"}`,
+  );
   const results = [];
   for (const runner of RUNNERS) {
     const log = text(`${runner}.log`) ?? "";
@@ -93,6 +95,7 @@ run() {
 xenchan-xenstored start "$XENCHAN_XENSTORED" >"$XENCHAN_OUT/xenstored.log" 2>&1 ||
   echo "xenchan: xenchan-xenstored start $XENCHAN_XENSTORED failed" | tee -a "$XENCHAN_OUT/xenstored.log"
 xenchan-guest check >>"$XENCHAN_OUT/xenstored.log" 2>&1
+{ echo "dom0 memory before the tests (MB):"; free -m; } >>"$XENCHAN_OUT/xenstored.log" 2>&1
 run deno deno test -A --no-check --junit-path="$XENCHAN_OUT/deno.xml" ${deno}
 run bun bun test --timeout 120000 --reporter=junit --reporter-outfile="$XENCHAN_OUT/bun.xml" ${bun}
 # the daemons' and guests' logs, for a failure's post-mortem
