@@ -13,6 +13,7 @@
  *
  * @module
  */
+import type { XenStoreTransport } from "./xenstore/transport.ts";
 
 /** Which implementation stands behind a handle. */
 export type BackendKind = "ffi" | "sim";
@@ -153,4 +154,13 @@ export interface XenBackend {
   openEventChannels(): EventChannelDriver;
   openGrantTable(): GrantTableDriver;
   openGrantShare(): GrantShareDriver;
+  /**
+   * Optional: a new connection to this backend's XenStore. The FFI backend
+   * connects to the xenstored unix socket, else /dev/xen/xenbus (the
+   * libxenstore order); a simulated domain's backend connects to the
+   * simulated xenstored with that domain's identity. Rejects (or throws)
+   * XenCallError / XenStoreError when no daemon is reachable. The caller owns
+   * the transport (core/xenstore/client.ts XenStore takes it over).
+   */
+  openXenStoreTransport?(): XenStoreTransport | Promise<XenStoreTransport>;
 }

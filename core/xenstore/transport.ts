@@ -55,3 +55,9 @@ export interface XenStoreTransport {
   /** Closes the connection; idempotent. No sink call follows. */
   close(): void;
 }
+
+/** Something that accepts XenStore connections: the simulated xenstored. */
+export interface XenStoreServer {
+  /** A new connection with the identity of domain `domid` (0 = privileged dom0). */
+  connect(domid: number): XenStoreTransport;
+}
