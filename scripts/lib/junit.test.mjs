@@ -67,6 +67,19 @@ describe("countJUnit", () => {
     });
     assert.deepEqual(countContract(BUN), {});
   });
+  it("counts the XenStore lanes from the [xenstore:<lane>] suffix", () => {
+    const xml = `<testsuites><testsuite>` +
+      `<testcase name="read [xenstore:sim]"/><testcase name="read [xenstore:socket]"/>` +
+      `<testcase name="watch [xenstore:xenbus]"><failure/></testcase>` +
+      `<testcase name="x [xenstore:other]"/><testcase name="notify [sim]"/>` +
+      `</testsuite></testsuites>`;
+    assert.deepEqual(countContract(xml), {
+      "xenstore:sim": { passed: 1, failed: 0, skipped: 0 },
+      "xenstore:socket": { passed: 1, failed: 0, skipped: 0 },
+      "xenstore:xenbus": { passed: 0, failed: 1, skipped: 0 },
+      sim: { passed: 1, failed: 0, skipped: 0 },
+    });
+  });
   it("rejects text that is not a JUnit report", () => {
     assert.throws(() => countJUnit("error: Module not found"), /not a JUnit/);
   });
