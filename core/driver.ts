@@ -13,6 +13,7 @@
  *
  * @module
  */
+
 import type { XenStoreTransport } from "./xenstore/transport.ts";
 
 /** Which implementation stands behind a handle. */
@@ -155,12 +156,13 @@ export interface XenBackend {
   openGrantTable(): GrantTableDriver;
   openGrantShare(): GrantShareDriver;
   /**
-   * Optional: a new connection to this backend's XenStore. The FFI backend
-   * connects to the xenstored unix socket, else /dev/xen/xenbus (the
-   * libxenstore order); a simulated domain's backend connects to the
-   * simulated xenstored with that domain's identity. Rejects (or throws)
-   * XenCallError / XenStoreError when no daemon is reachable. The caller owns
-   * the transport (core/xenstore/client.ts XenStore takes it over).
+   * A connection to XenStore with this backend's identity (the simulator:
+   * a connection of the simulated process's domain; ffi: the xenstored
+   * socket, else /dev/xen/xenbus, the libxenstore order). Rejects (or
+   * throws) XenStoreError (op "CONNECT") when no daemon is reachable. The
+   * caller owns the transport and closes it (core/xenstore/client.ts
+   * XenStore takes it over). Optional: a backend without XenStore leaves it
+   * out.
    */
   openXenStoreTransport?(): XenStoreTransport | Promise<XenStoreTransport>;
 }

@@ -8,11 +8,14 @@
 import type { VirtualClock } from "./clock.ts";
 import type { SimDomain, SimHandle } from "./domain.ts";
 import type { SimFaults } from "./faults.ts";
+import type { SimXenStore } from "./xenstore/xenstored.ts";
 
 /** Hypervisor-wide services. */
 export interface SimContext {
   readonly clock: VirtualClock;
   readonly faults: SimFaults;
+  /** The simulated xenstored of this host. */
+  readonly xenstore: SimXenStore;
   /** Linux's MAX_DELAY for the paged-out grant retry (see constants.ts). */
   readonly pagingMaxDelay: number;
   /** A new, never reused, virtual file descriptor number. */

@@ -41,6 +41,7 @@ import { SimDomainBackend } from "./process.ts";
 import { Prng } from "./prng.ts";
 import type { PortStatus } from "./xen_evtchn.ts";
 import type { GrantStatus } from "./xen_gnttab.ts";
+import { SimXenStore, type SimXenStoreQuotas } from "./xenstore/xenstored.ts";
 
 /** Per-domain limits and the event delivery state (the ABI seam). */
 export interface DomainOptions {
@@ -84,6 +85,8 @@ export interface SimHypervisorOptions {
    * never-merged 3-level RFC).
    */
   readonly supportedAbis?: readonly AbiKind[];
+  /** The simulated xenstored's quotas for unprivileged domains (default: C xenstored 4.17's). */
+  readonly xenstoreQuotas?: SimXenStoreQuotas;
 }
 
 /** A domain lifecycle event (the raw material of libxl's DOMAIN_SHUTDOWN/DEATH/DISK_EJECT). */
@@ -112,6 +115,14 @@ export class SimHypervisor implements SimContext {
   readonly clock: VirtualClock = new VirtualClock();
   /** Fault injection switches. */
   readonly faults: SimFaults = new SimFaults();
+  /**
+   * The simulated xenstored (C xenstored 4.17 semantics). dom0 is introduced
+   * at construction and every domain at createDomain (with the
+   * /local/domain/<id> nodes libxl writes); shutdown fires @releaseDomain,
+   * destroy ends the domain's connections, removes its nodes and fires
+   * @releaseDomain.
+   */
+  readonly xenstore: SimXenStore;
   /** Linux MAX_DELAY used for paged-out grant retries (SimContext). */
   readonly pagingMaxDelay: number;
   /** The PRNG seed (used only with allocation "random"). */
@@ -135,7 +146,12 @@ export class SimHypervisor implements SimContext {
       throw new XenUsageError("pagingMaxDelay must be a positive integer");
     }
     this.#supportedAbis = options.supportedAbis ?? ["2l", "fifo"];
+    this.xenstore = new SimXenStore({
+      quotas: options.xenstoreQuotas,
+      domainExists: (domid) => this.domain(domid) !== undefined,
+    });
     this.#add(0, options.dom0 ?? {});
+    this.xenstore.introduceDomain(0);
   }
 
   /** Virtual time in ms (clock.now()). */
@@ -160,6 +176,7 @@ export class SimHypervisor implements SimContext {
       if (this.#domains.has(domid)) continue;
       this.#rover = domid;
       this.#add(domid, options);
+      this.xenstore.introduceDomain(domid);
       return domid;
     }
     throw new XenUsageError("no free domid");
@@ -167,8 +184,9 @@ export class SimHypervisor implements SimContext {
 
   /**
    * Shuts the domain down (SCHEDOP_shutdown): it stays "shutdown" until
-   * destroyed; its processes keep their handles. Raises VIRQ_DOM_EXC in dom0
-   * and emits a "shutdown" event. A second shutdown is ignored (false).
+   * destroyed; its processes keep their handles. Fires @releaseDomain in
+   * the simulated xenstored, raises VIRQ_DOM_EXC in dom0 and emits a
+   * "shutdown" event. A second shutdown is ignored (false).
    * XenUsageError for an unknown domain or reason.
    */
   shutdown(domid: number, reason: ShutdownReason = "poweroff"): boolean {
@@ -178,6 +196,7 @@ export class SimHypervisor implements SimContext {
     if (d.state !== "running") return false;
     d.state = "shutdown";
     d.shutdownReason = reason;
+    this.xenstore.domainShutdown(domid);
     this.#domExc();
     this.#emit({ type: "shutdown", domid, reason, reasonCode });
     return true;
@@ -187,8 +206,9 @@ export class SimHypervisor implements SimContext {
    * Destroys the domain (domain_kill): processes die without kernel cleanup
    * (no unmap notifications), its ports close (peers become unbound, without
    * an event), its mappings are released and its grants disappear (other
-   * domains' mappings of its pages stay valid until unmapped). Raises
-   * VIRQ_DOM_EXC in dom0 and emits "death". XenUsageError for dom0 or an
+   * domains' mappings of its pages stay valid until unmapped). Its XenStore
+   * connections end, /local/domain/<domid> is removed (as libxl does) and
+   * @releaseDomain fires. Raises VIRQ_DOM_EXC in dom0 and emits "death". XenUsageError for dom0 or an
    * unknown domain.
    */
   destroy(domid: number): void {
@@ -196,6 +216,7 @@ export class SimHypervisor implements SimContext {
     const d = this.#live(domid);
     d.kill();
     this.#domains.delete(domid);
+    this.xenstore.destroyDomain(domid);
     this.#domExc();
     this.#emit({ type: "death", domid });
   }

@@ -1,7 +1,8 @@
 /**
  * The xenchan simulator: a pure-TypeScript model of Xen event channels and
  * grant tables as Linux's /dev/xen drivers and libxenevtchn/libxengnttab
- * expose them. Loads with zero permissions; imports nothing
+ * expose them, and a simulated xenstored (C xenstored 4.17 semantics,
+ * `hv.xenstore`). Loads with zero permissions; imports nothing
  * runtime-specific.
  *
  * ```ts
@@ -39,3 +40,4 @@ export {
 export { SimDomainBackend } from "./process.ts";
 export type { PortKind, PortStatus } from "./xen_evtchn.ts";
 export type { GrantStatus } from "./xen_gnttab.ts";
+export * from "./xenstore/mod.ts";

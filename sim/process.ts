@@ -15,11 +15,13 @@ import type {
   XenBackend,
 } from "../core/driver.ts";
 import { callError, ClosedHandleError } from "../core/errors.ts";
+import type { XenStoreTransport } from "../core/xenstore/transport.ts";
 import type { HandleOwner, SimContext } from "./context.ts";
 import type { SimDomain, SimHandle, SimProcessRef } from "./domain.ts";
 import { SimEventChannelDriver } from "./evtchn_driver.ts";
 import { SimGrantShareDriver } from "./gntshr_driver.ts";
 import { SimGrantTableDriver } from "./gnttab_driver.ts";
+import type { SimXenStoreConnection } from "./xenstore/connection.ts";
 
 /**
  * XenBackend for one simulated process of one domain (kind "sim").
@@ -33,6 +35,7 @@ export class SimDomainBackend implements XenBackend, HandleOwner, SimProcessRef 
   /** Process id within the domain (1, 2, ...). */
   readonly pid: number;
   #handles = new Set<SimHandle>();
+  #xenstore = new Set<SimXenStoreConnection>();
   #dead = false;
 
   /** Starts a process in `domain` (use SimHypervisor.backend). */
@@ -77,9 +80,29 @@ export class SimDomainBackend implements XenBackend, HandleOwner, SimProcessRef 
   }
 
   /**
+   * A connection to the host's simulated xenstored with this process's
+   * domain identity (dom0: privileged; others: the domain's permissions and
+   * quotas; relative paths under /local/domain/<domid>). The caller owns it
+   * and closes it. The process's crash() and its domain's destruction end
+   * it: the client's sink gets end(Error). ClosedHandleError when the
+   * process is dead; ENOMEM (XenCallError "xs_open") on an injected
+   * allocation fault.
+   */
+  openXenStoreTransport(): XenStoreTransport {
+    this.#opening("xs_open");
+    const conn = this.ctx.xenstore.openConnection(
+      this.domain.domid,
+      `simulated xenstored: domain ${this.domain.domid}, process ${this.pid}`,
+    );
+    this.#xenstore.add(conn);
+    return conn;
+  }
+
+  /**
    * Kills the process; its kernel cleans up: every grant mapping and share is
    * unmapped (clear byte + event of each unmap notification), then every
-   * event channel handle is closed. Afterwards every method of its handles
+   * event channel handle is closed, then its XenStore connections end (their
+   * sinks get end(Error)). Afterwards every method of its handles
    * and open* throw ClosedHandleError. Idempotent.
    */
   crash(): void {
@@ -88,12 +111,19 @@ export class SimDomainBackend implements XenBackend, HandleOwner, SimProcessRef 
     const all = [...this.#handles];
     for (const h of all) if (h.kind !== "evtchn") h.close();
     for (const h of all) if (h.kind === "evtchn") h.close();
+    this.#endXenStore(`${this.label} exited`);
     this.domain.processes.delete(this);
   }
 
   /** Simulator internal: the domain died; handles are abandoned by the domain. */
   kill(): void {
     this.#dead = true;
+    this.#endXenStore(`domain ${this.domain.domid} was destroyed`);
+  }
+
+  #endXenStore(why: string): void {
+    for (const c of this.#xenstore) c.end(new Error(`XenStore connection lost: ${why}`));
+    this.#xenstore.clear();
   }
 
   /** HandleOwner: registers a handle with the process and the domain. */

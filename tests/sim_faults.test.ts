@@ -247,17 +247,26 @@ describe("sim: virtual clock", () => {
 });
 
 describe("sim: hygiene", () => {
-  it("sim/ imports only its own modules, core/{driver,errors}.ts and the pure ABIs", () => {
+  it("sim/ imports only its own modules, core/{driver,errors,xenstore/*}.ts and the pure ABIs", () => {
     const dir = fileURLToPath(new URL("../sim/", import.meta.url));
-    const files = readdirSync(dir).filter((f) => f.endsWith(".ts"));
+    const files = readdirSync(dir, { recursive: true })
+      .map(String)
+      .filter((f) => f.endsWith(".ts"));
     assert.ok(files.length > 10);
+    assert.ok(files.some((f) => f.startsWith("xenstore/")), "sim/xenstore/ is scanned");
     for (const f of files) {
       const src = readFileSync(dir + f, "utf8");
       assert.doesNotMatch(src, /\b(Deno|Bun)\./, `${f} uses a runtime API`);
+      assert.doesNotMatch(src, /from "node:/, `${f} imports a node: module`);
+      const up = f.includes("/") ? "\\.\\./\\.\\." : "\\.\\.";
+      const below = new RegExp(
+        `^${up}/(core/(driver|errors|xenstore/[a-z_]+)|plugins/abi/mod)\\.ts$`,
+      );
       for (const [, spec] of src.matchAll(/from "([^"]+)"/g)) {
         assert.ok(
-          /^\.\/[a-z_0-9]+\.ts$/.test(spec) ||
-            /^\.\.\/(core\/(driver|errors)|plugins\/abi\/mod)\.ts$/.test(spec),
+          /^\.\/([a-z_0-9]+\/)?[a-z_0-9]+\.ts$/.test(spec) ||
+            (f.includes("/") && /^\.\.\/[a-z_0-9]+\.ts$/.test(spec)) ||
+            below.test(spec),
           `${f} imports ${spec}`,
         );
       }
