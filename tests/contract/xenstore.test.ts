@@ -62,6 +62,18 @@ const DAEMON_DIFFERENCES: Readonly<
       "xenbus/oxenstored": "OK",
     },
   },
+  unknownOwner: {
+    about: "SET_PERMS naming a domain that does not exist as the owner (entry 0)",
+    expect: {
+      // C 4.17 marks entries of unknown domains XS_PERM_IGNORE and refuses an ignored owner.
+      "sim/sim": "ENOENT",
+      "socket/cxenstored": "ENOENT",
+      "xenbus/cxenstored": "ENOENT",
+      // oxenstored does not look the domains up.
+      "socket/oxenstored": "OK",
+      "xenbus/oxenstored": "OK",
+    },
+  },
   guestWatchQuota: {
     about: "an unprivileged domain registering more watches than its quota " +
       "(C: 128, E2BIG; oxenstored: 100, EQUOTA); dom0 is exempt, so only the simulator reaches it",
@@ -113,6 +125,8 @@ async function eventFor(
 }
 
 const encoder = new TextEncoder();
+/** A domid that no test machine uses. */
+const NO_SUCH_DOMAIN = 0x7fe0;
 
 for (const lane of await xenstoreLanes()) {
   const tag = `[xenstore:${lane.name}]`;
@@ -193,7 +207,7 @@ for (const lane of await xenstoreLanes()) {
       assert.equal(await store.getDomainPath(0), "/local/domain/0");
       assert.equal(await store.getDomainPath(7), "/local/domain/7");
       assert.equal(await store.isDomainIntroduced(0), true);
-      assert.equal(await store.isDomainIntroduced(0x7fe0), false);
+      assert.equal(await store.isDomainIntroduced(NO_SUCH_DOMAIN), false);
     });
 
     test("many requests in flight on one connection", async ({ store, base }) => {
@@ -218,9 +232,18 @@ for (const lane of await xenstoreLanes()) {
       await store.setPermissions(`${base}/p`, perms);
       assert.deepEqual(await store.getPermissions(`${base}/p`), perms);
       // Dom0 is privileged: it still reads a node that gives it nothing.
-      await store.setPermissions(`${base}/p`, [{ domid: 3, access: "none" }]);
+      await store.setPermissions(`${base}/p`, [{ domid: 0, access: "none" }]);
       assert.equal(await store.read(`${base}/p`), "x");
-      assert.deepEqual(await store.getPermissions(`${base}/p`), [{ domid: 3, access: "none" }]);
+    });
+
+    test("an owner that is not a running domain", async ({ store, base }) => {
+      await store.write(`${base}/o`, "x");
+      const got = await outcome(
+        store.setPermissions(`${base}/o`, [{ domid: NO_SUCH_DOMAIN, access: "none" }]),
+      );
+      assert.equal(got, expected("unknownOwner", lane), DAEMON_DIFFERENCES.unknownOwner.about);
+      const owner = got === "OK" ? NO_SUCH_DOMAIN : 0;
+      assert.equal((await store.getPermissions(`${base}/o`))[0].domid, owner);
     });
 
     test("EACCES for a guest without permission; allowed once granted", async (s) => {
