@@ -13,7 +13,8 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import { XenStore, XenStoreError, XenUsageError } from "../mod.ts";
 import { connectXenStoreSocket } from "../ffi/mod.ts";
-import { XsType } from "../core/xenstore/wire.ts";
+import fc from "fast-check";
+import { encodeMessage, fromUtf8, utf8, XsDecoder, XsType } from "../core/xenstore/wire.ts";
 import { argsOf, FakeTransport, hex, message, within } from "./helpers/xenstore_fake.ts";
 
 function open(options?: ConstructorParameters<typeof FakeTransport>[0]) {
@@ -456,5 +457,47 @@ describe("XenStore client over a fake unix-socket daemon", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("XenStore wire codec fast paths", () => {
+  it("utf8/fromUtf8 agree with TextEncoder/TextDecoder on any input", () => {
+    fc.assert(
+      fc.property(fc.string({ unit: "binary", maxLength: 120 }), (text) => {
+        assert.deepEqual(utf8(text), new TextEncoder().encode(text));
+      }),
+    );
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 120 }), (bytes) => {
+        assert.equal(fromUtf8(bytes), new TextDecoder().decode(bytes));
+      }),
+    );
+  });
+
+  it("the decoder gives the same messages however the stream is cut", () => {
+    const arbMessage = fc.record({
+      type: fc.integer({ min: 0, max: 22 }),
+      reqId: fc.nat(),
+      txId: fc.nat(),
+      payload: fc.uint8Array({ maxLength: 64 }),
+    });
+    fc.assert(
+      fc.property(fc.array(arbMessage, { maxLength: 8 }), fc.array(fc.nat(40)), (ms, cuts) => {
+        const stream = ms.map((m) => encodeMessage(m));
+        const all = new Uint8Array(stream.reduce((n, b) => n + b.length, 0));
+        let at = 0;
+        for (const b of stream) (all.set(b, at), at += b.length);
+        const decoder = new XsDecoder();
+        const got = [];
+        let from = 0;
+        for (const cut of cuts) {
+          got.push(...decoder.push(all.subarray(from, Math.min(all.length, from + cut))));
+          from = Math.min(all.length, from + cut);
+        }
+        got.push(...decoder.push(all.subarray(from)));
+        assert.deepEqual(got, ms.map((m) => ({ ...m })));
+        assert.equal(decoder.pending, 0);
+      }),
+    );
   });
 });
