@@ -26,6 +26,8 @@ import { connectXenStoreTransport, createFfiBackend } from "./ffi/mod.ts";
 export { ffiLibraryFacts } from "./ffi/mod.ts";
 import { XenStore } from "./core/xenstore/client.ts";
 import type { XenStoreTransport } from "./core/xenstore/transport.ts";
+export { serveXenStoreSocket } from "./ffi/mod.ts";
+export type { XenStoreSocketOptions, XenStoreSocketServer } from "./ffi/mod.ts";
 import type { BackendKind, XenBackend } from "./core/driver.ts";
 import { LibraryNotFoundError, XenCallError, XenUsageError } from "./core/errors.ts";
 import { EventChannels } from "./core/event_channels.ts";
@@ -74,6 +76,8 @@ export type { EventChannelHoldings, WaitOptions } from "./core/event_channels.ts
 export { GrantMapping, GrantShare, GrantTable, SharedGrant } from "./core/grants.ts";
 export type { AccessOptions, GrantHoldings, GrantRef, NotifyOptions } from "./core/grants.ts";
 export { defaultSimulator, SimHypervisor } from "./sim/mod.ts";
+export { SimXenStore, XENSTORED_DEFAULT_QUOTAS } from "./sim/mod.ts";
+export type { SimXenStoreOptions, SimXenStoreQuotas } from "./sim/mod.ts";
 export type {
   DomainOptions,
   SimDomainEvent,

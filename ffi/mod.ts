@@ -16,7 +16,7 @@ export {
   connectXenStoreSocket,
   XENSTORED_RUNDIR_DEFAULT,
   xenstoredSocketPath,
-  type XenStoreSocketOptions,
+  type XenStoreSocketConnectOptions,
 } from "./xenstore_socket.ts";
 export {
   EFD_CLOEXEC,
@@ -36,6 +36,11 @@ export {
 } from "./load.ts";
 export { FdPoller, sharedPoller } from "./poller.ts";
 export type { Ptr } from "./types.ts";
+export {
+  serveXenStoreSocket,
+  type XenStoreSocketOptions,
+  type XenStoreSocketServer,
+} from "./xenstore_server.ts";
 
 /**
  * The URL of the Bun poll Worker script (one blocking poll(2) per message).

@@ -30,7 +30,7 @@ export function xenstoredSocketPath(): string {
 }
 
 /** Options of connectXenStoreSocket. */
-export interface XenStoreSocketOptions {
+export interface XenStoreSocketConnectOptions {
   /** The socket path (default: xenstoredSocketPath()). */
   readonly path?: string;
 }
@@ -95,7 +95,7 @@ class SocketTransport implements XenStoreTransport {
  * without read/write permission. XenUsageError for a bad path option.
  */
 export function connectXenStoreSocket(
-  options: XenStoreSocketOptions = {},
+  options: XenStoreSocketConnectOptions = {},
 ): Promise<XenStoreTransport> {
   if (options.path !== undefined && (typeof options.path !== "string" || options.path === "")) {
     return Promise.reject(

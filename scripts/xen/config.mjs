@@ -24,7 +24,14 @@ export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "
 export const CACHE = path.resolve(process.env.XENCHAN_CACHE_DIR ?? path.join(REPO, ".xen"));
 
 /** Debian packages the host needs installed (apt-get install). */
-export const HOST_PACKAGES = ["qemu-system-x86", "busybox-static", "cpio", "libxen-dev", "gcc"];
+export const HOST_PACKAGES = [
+  "qemu-system-x86",
+  "busybox-static",
+  "cpio",
+  "libxen-dev",
+  "gcc",
+  "xenstore-utils",
+];
 
 /** Debian package with the Xen hypervisor image (downloaded and unpacked only). */
 export const XEN_PACKAGE = "xen-hypervisor-4.17-amd64";
