@@ -19,14 +19,14 @@ export function countJUnit(xml) {
 
 /**
  * Counts the contract tests per lane: leaf cases whose name ends in "[sim]" or "[ffi]" (see
- * tests/helpers/backends.ts) or in "[xenstore:sim]", "[xenstore:socket]", "[xenstore:xenbus]"
- * (see tests/helpers/xenstore_lanes.ts): { sim: {passed, failed, skipped}, ffi: {...},
+ * tests/helpers/backends.ts), or in "[xenstore:<lane>]" with lane sim, sim-socket, socket or
+ * xenbus (see tests/helpers/xenstore_lanes.ts): { sim: {passed, failed, skipped}, ffi: {...},
  * "xenstore:sim": {...}, ... }, only the lanes that appear. Throws like countJUnit.
  */
 export function countContract(xml) {
   const out = {};
   for (const c of leafCases(xml)) {
-    const backend = /\[(sim|ffi|xenstore:(?:sim|socket|xenbus))\]$/.exec(c.name)?.[1];
+    const backend = /\[(sim|ffi|xenstore:(?:sim|sim-socket|socket|xenbus))\]$/.exec(c.name)?.[1];
     if (!backend) continue;
     out[backend] ??= { passed: 0, failed: 0, skipped: 0 };
     out[backend][c.outcome]++;

@@ -32,6 +32,7 @@ const DAEMON_DIFFERENCES: Readonly<
     expect: {
       // C xenstored answers DIRECTORY with E2BIG, then serves DIRECTORY_PART.
       "sim/sim": "complete",
+      "sim-socket/sim": "complete",
       "socket/cxenstored": "complete",
       "xenbus/cxenstored": "complete",
       // oxenstored sends the oversized reply whole over its socket...
@@ -44,6 +45,7 @@ const DAEMON_DIFFERENCES: Readonly<
     about: "a second WATCH of the same (path, token) on one connection",
     expect: {
       "sim/sim": "EEXIST",
+      "sim-socket/sim": "EEXIST",
       "socket/cxenstored": "EEXIST",
       "socket/oxenstored": "EEXIST",
       // The kernel registers each WATCH under its own token: no duplicate for the daemon.
@@ -55,6 +57,7 @@ const DAEMON_DIFFERENCES: Readonly<
     about: "UNWATCH of a watch that is not registered",
     expect: {
       "sim/sim": "ENOENT",
+      "sim-socket/sim": "ENOENT",
       "socket/cxenstored": "ENOENT",
       "socket/oxenstored": "ENOENT",
       // The kernel answers OK itself (xenbus_write_watch).
@@ -67,6 +70,7 @@ const DAEMON_DIFFERENCES: Readonly<
     expect: {
       // C 4.17 marks entries of unknown domains XS_PERM_IGNORE and refuses an ignored owner.
       "sim/sim": "ENOENT",
+      "sim-socket/sim": "ENOENT",
       "socket/cxenstored": "ENOENT",
       "xenbus/cxenstored": "ENOENT",
       // oxenstored does not look the domains up.
@@ -77,7 +81,7 @@ const DAEMON_DIFFERENCES: Readonly<
   guestWatchQuota: {
     about: "an unprivileged domain registering more watches than its quota " +
       "(C: 128, E2BIG; oxenstored: 100, EQUOTA); dom0 is exempt, so only the simulator reaches it",
-    expect: { "sim/sim": "E2BIG" },
+    expect: { "sim/sim": "E2BIG", "sim-socket/sim": "E2BIG" },
   },
 };
 
@@ -140,7 +144,7 @@ for (const lane of await xenstoreLanes()) {
     assert.ok(s.guest, "this lane has no guest connections");
     return s.guest();
   };
-  const noGuest = lane.name === "sim"
+  const noGuest = lane.daemon === "sim"
     ? false
     : "needs an unprivileged connection; every dom0 connection is privileged";
 

@@ -5,6 +5,9 @@
  * - "xenstore:sim": the simulated xenstored, a fresh SimHypervisor per test,
  *   connected as dom0 through the simulated domain backend; unprivileged
  *   (guest) connections come from simulated domains.
+ * - "xenstore:sim-socket": the same simulated xenstored served on a unix
+ *   socket (serveXenStoreSocket) and reached through the real socket
+ *   transport (connectXenStoreSocket): the socket lane's code on any host.
  * - "xenstore:socket": the real daemon's unix socket (ffi connectXenStoreSocket).
  * - "xenstore:xenbus": the real daemon through /dev/xen/xenbus (ffi openXenbus).
  *
@@ -21,13 +24,21 @@ import process from "node:process";
 import { readdirSync, readFileSync } from "node:fs";
 import { type XenBackend, XenStore } from "../../mod.ts";
 import { SimHypervisor } from "../../sim/mod.ts";
-import { connectXenStoreSocket, openXenbus, xenstoredSocketPath } from "../../ffi/mod.ts";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  connectXenStoreSocket,
+  openXenbus,
+  serveXenStoreSocket,
+  xenstoredSocketPath,
+} from "../../ffi/mod.ts";
 
 /** Which xenstored answers. */
 export type XenStoreDaemon = "sim" | "oxenstored" | "cxenstored";
 
 /** Which lane. */
-export type XenStoreLaneName = "sim" | "socket" | "xenbus";
+export type XenStoreLaneName = "sim" | "sim-socket" | "socket" | "xenbus";
 
 /** An unprivileged connection of a simulated guest domain. */
 export interface GuestConnection {
@@ -112,6 +123,35 @@ function simLane(): XenStoreLane {
   };
 }
 
+function simSocketLane(): XenStoreLane {
+  return {
+    name: "sim-socket",
+    daemon: "sim",
+    skip: false,
+    maxRequestPayload: 4096,
+    async session() {
+      const hv = new SimHypervisor();
+      const dir = mkdtempSync(join(tmpdir(), "xenchan-xs-lane-"));
+      const servers = [await serveXenStoreSocket(hv.xenstore, join(dir, "dom0"))];
+      const connect = async (path: string) => new XenStore(await connectXenStoreSocket({ path }));
+      const session = await makeSession(() => connect(servers[0].path), "/test", async () => {
+        const domid = hv.createDomain();
+        const server = await serveXenStoreSocket(hv.xenstore, join(dir, `dom${domid}`), { domid });
+        servers.push(server);
+        return { domid, store: await connect(server.path), destroy: () => hv.destroy(domid) };
+      });
+      return {
+        ...session,
+        async [Symbol.asyncDispose]() {
+          await session[Symbol.asyncDispose]();
+          for (const server of servers) await server.close();
+          rmSync(dir, { recursive: true, force: true });
+        },
+      };
+    },
+  };
+}
+
 function realLane(name: "socket" | "xenbus", skip: string | false): XenStoreLane {
   const connect = async () =>
     new XenStore(name === "socket" ? await connectXenStoreSocket() : await openXenbus());
@@ -176,7 +216,7 @@ async function whyNoRealLane(name: "socket" | "xenbus"): Promise<string | false>
 export async function xenstoreLanes(): Promise<XenStoreLane[]> {
   const backends = requested("XENCHAN_TEST_BACKENDS", "sim,ffi");
   const lanes: XenStoreLane[] = [];
-  if (backends.has("sim")) lanes.push(simLane());
+  if (backends.has("sim")) lanes.push(simLane(), simSocketLane());
   if (backends.has("ffi")) {
     const transports = requested("XENCHAN_XENSTORE_TRANSPORTS", "socket,xenbus");
     for (const name of ["socket", "xenbus"] as const) {
