@@ -5,13 +5,17 @@
  * watch event latency (from just before a WRITE on one connection to the
  * event's arrival on another).
  *
- * Usage: deno run -A bench/xenstore.ts [N] [--path P | --backend ffi|sim|auto]
- *        bun run bench/xenstore.ts [N] [--path P | --backend ...]
+ * Usage: deno run -A bench/xenstore.ts [N] [--path P | --backend ffi|sim|auto | --serve-sim P]
+ *        bun run bench/xenstore.ts [N] [...the same]
  *   N          operations per row (default $XENCHAN_BENCH_XENSTORE_OPS or 10000);
  *              the watch row uses N/10 events.
  *   --path P   connect to that xenstored socket or xenbus device.
  *   --backend  "ffi" (default: the socket, else /dev/xen/xenbus), "sim" (the
  *              simulated xenstored in this process), "auto".
+ *   --serve-sim P  serve a simulated xenstored on the unix socket P (in this
+ *              process) and measure through the real socket transport; with
+ *              --hold S, keep serving S seconds afterwards (for the C bench,
+ *              XENSTORED_PATH=P bench/c/xenstore_bench).
  * Prints one JSON line per row:
  *   {"name":"<runtime>","transport":"socket","op":"read","inflight":1,"ops":N,
  *    "ops_per_s":F,"us_per_op":F}
@@ -20,7 +24,13 @@
  * Everything is written under /xenchan-bench/<pid> and removed at the end.
  */
 import process from "node:process";
-import { type BackendChoice, openXenStore, type XenStore } from "../mod.ts";
+import {
+  type BackendChoice,
+  openXenStore,
+  serveXenStoreSocket,
+  SimHypervisor,
+  type XenStore,
+} from "../mod.ts";
 
 const args = process.argv.slice(2);
 const option = (name: string) => {
@@ -29,7 +39,12 @@ const option = (name: string) => {
 };
 const positional = args.find((a, i) => !a.startsWith("--") && !args[i - 1]?.startsWith("--"));
 const n = Number(positional ?? process.env.XENCHAN_BENCH_XENSTORE_OPS ?? 10_000);
-const path = option("--path");
+const servePath = option("--serve-sim");
+const hold = Number(option("--hold") ?? 0);
+const served = servePath
+  ? await serveXenStoreSocket(new SimHypervisor().xenstore, servePath)
+  : undefined;
+const path = option("--path") ?? servePath;
 const backend = (option("--backend") ?? "ffi") as BackendChoice;
 const runtime = "Bun" in globalThis ? "bun" : "deno";
 
@@ -116,4 +131,8 @@ try {
   if (left.length === 0) await store.rm("/xenchan-bench").catch(() => {});
   store.close();
   watcher.close();
+  if (served) {
+    if (hold > 0) await new Promise((resolve) => setTimeout(resolve, hold * 1000));
+    await served.close();
+  }
 }

@@ -44,6 +44,7 @@ class SocketTransport implements XenStoreTransport {
   #sink: XenStoreTransportSink | undefined;
   #closed = false;
   #ended = false;
+  #queued: Uint8Array[] = [];
 
   constructor(socket: Socket, path: string) {
     this.#socket = socket;
@@ -77,7 +78,17 @@ class SocketTransport implements XenStoreTransport {
   send(message: Uint8Array): void {
     if (this.#closed) throw new Error(`${this.description} is closed`);
     if (this.#ended) throw new Error(`${this.description} has ended`);
-    this.#socket.write(Buffer.from(message.buffer, message.byteOffset, message.byteLength));
+    // Messages sent in one turn of the event loop go out in one write.
+    this.#queued.push(message);
+    if (this.#queued.length === 1) queueMicrotask(() => this.#flush());
+  }
+
+  #flush(): void {
+    const queued = this.#queued;
+    this.#queued = [];
+    if (this.#closed || this.#ended || queued.length === 0) return;
+    const bytes = queued.length === 1 ? queued[0] : concat(queued);
+    this.#socket.write(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
   }
 
   close(): void {
@@ -85,6 +96,16 @@ class SocketTransport implements XenStoreTransport {
     this.#closed = true;
     this.#socket.destroy();
   }
+}
+
+function concat(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }
 
 /**
