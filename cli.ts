@@ -1,7 +1,13 @@
+#!/usr/bin/env -S sh -c 'if command -v bun >/dev/null; then exec bun "$0" "$@"; fi; exec deno run -A "$0" "$@"'
 /**
  * The xenchan command line: `deno run -P cli.ts <command>` or
- * `bun run cli.ts <command>`. Commands: demo, probe, watch, bench; see
- * `--help`. SIGINT and SIGTERM stop a running watch cleanly.
+ * `bun run cli.ts <command>`. Commands: demo, probe, watch, bench, domains; see
+ * `--help`. SIGINT and SIGTERM stop a running watch or domains --follow cleanly.
+ *
+ * The first line lets the file run as a program (the npm package's `xenchan`
+ * bin is this file built to dist/cli.js): it runs Bun if `bun` is on PATH,
+ * else `deno run -A`. Node.js cannot run it (the FFI layer needs Deno or Bun).
+ * It needs an `env` with -S (GNU coreutils 8.30+, BSD, macOS).
  *
  * @module
  */

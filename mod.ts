@@ -26,11 +26,13 @@ import { connectXenStoreTransport, createFfiBackend } from "./ffi/mod.ts";
 export { ffiLibraryFacts } from "./ffi/mod.ts";
 import { XenStore } from "./core/xenstore/client.ts";
 import type { XenStoreTransport } from "./core/xenstore/transport.ts";
+export { DomainControl, type DomainFlags, type DomainInfo, openDomainControl } from "./ffi/mod.ts";
 export { serveXenStoreSocket } from "./ffi/mod.ts";
 export type { XenStoreSocketOptions, XenStoreSocketServer } from "./ffi/mod.ts";
 import type { BackendKind, XenBackend } from "./core/driver.ts";
 import { LibraryNotFoundError, XenCallError, XenUsageError } from "./core/errors.ts";
 import { EventChannels } from "./core/event_channels.ts";
+import { checkOptions, describe } from "./core/validate.ts";
 import { GrantShare, GrantTable } from "./core/grants.ts";
 import { defaultSimulatorBackend } from "./sim/mod.ts";
 
@@ -74,6 +76,8 @@ export type {
 export type { XenStoreErrorName } from "./core/xenstore/wire.ts";
 export type { EventChannelHoldings, WaitOptions } from "./core/event_channels.ts";
 export { GrantMapping, GrantShare, GrantTable, SharedGrant } from "./core/grants.ts";
+export { setLeakReporter, warnLeak } from "./core/lifetimes.ts";
+export type { LeakKind, LeakReport, LeakReporter } from "./core/lifetimes.ts";
 export type { AccessOptions, GrantHoldings, GrantRef, NotifyOptions } from "./core/grants.ts";
 export { defaultSimulator, SimHypervisor } from "./sim/mod.ts";
 export { SimXenStore, XENSTORED_DEFAULT_QUOTAS } from "./sim/mod.ts";
@@ -111,10 +115,15 @@ let autoSelection: Promise<BackendSelection> | undefined;
  * Resolves a BackendChoice. "ffi" rejects with LibraryNotFoundError when a
  * library is missing; "auto" never rejects for a missing library, device or
  * permission: it falls back to the simulator and gives the reason. The
- * "auto" result is computed once per process.
+ * "auto" result is computed once per process. Anything that is neither
+ * one of the three names nor a XenBackend object (kind "ffi" or "sim" and
+ * the three open* functions), such as `{}`, null or "xyz", rejects with
+ * XenUsageError naming the value.
  */
 export function selectBackend(choice: BackendChoice = "auto"): Promise<BackendSelection> {
-  if (typeof choice === "object") {
+  if (typeof choice === "object" && choice !== null) {
+    const problem = backendObjectProblem(choice);
+    if (problem) return Promise.reject(new XenUsageError(`backend ${problem}`));
     return Promise.resolve({
       backend: choice,
       kind: choice.kind,
@@ -135,9 +144,25 @@ export function selectBackend(choice: BackendChoice = "auto"): Promise<BackendSe
       return autoSelection;
     default:
       return Promise.reject(
-        new TypeError(`unknown backend ${String(choice)}: use "auto", "ffi" or "sim"`),
+        new XenUsageError(
+          `backend must be "auto", "ffi", "sim" or a XenBackend object, got ${describe(choice)}`,
+        ),
       );
   }
+}
+
+/** Why `value` is not a XenBackend, or "" when it looks like one. */
+function backendObjectProblem(value: object): string {
+  const b = value as Partial<Record<keyof XenBackend, unknown>>;
+  if (b.kind !== "ffi" && b.kind !== "sim") {
+    return `object must have kind "ffi" or "sim", got kind ${describe(b.kind)}`;
+  }
+  for (const name of ["openEventChannels", "openGrantTable", "openGrantShare"] as const) {
+    if (typeof b[name] !== "function") {
+      return `object must have an ${name}() method, got ${describe(b[name])}`;
+    }
+  }
+  return "";
 }
 
 function simulatorSelection(reason: string): BackendSelection {
@@ -180,11 +205,12 @@ function whyNotFfi(error: unknown): string {
 /**
  * Opens an event channel handle on the chosen backend. Rejects with
  * XenCallError (ENOENT: no /dev/xen/evtchn; EACCES: not root) for "ffi",
- * LibraryNotFoundError when libxenevtchn is missing. The caller owns the
- * handle: close it or use `using`.
+ * LibraryNotFoundError when libxenevtchn is missing, XenUsageError for
+ * options that are not an object (null included) or an unknown backend.
+ * The caller owns the handle: close it or use `using`.
  */
-export async function openEventChannels(options: OpenOptions = {}): Promise<EventChannels> {
-  const { backend, kind } = await selectBackend(options.backend);
+export async function openEventChannels(options?: OpenOptions): Promise<EventChannels> {
+  const { backend, kind } = await selectBackend(checkOptions("options", options).backend);
   return new EventChannels(kind, backend.openEventChannels());
 }
 
@@ -192,8 +218,8 @@ export async function openEventChannels(options: OpenOptions = {}): Promise<Even
  * Opens a grant table (consumer) handle. Rejects like openEventChannels
  * (the device is /dev/xen/gntdev). The caller owns the handle.
  */
-export async function openGrantTable(options: OpenOptions = {}): Promise<GrantTable> {
-  const { backend, kind } = await selectBackend(options.backend);
+export async function openGrantTable(options?: OpenOptions): Promise<GrantTable> {
+  const { backend, kind } = await selectBackend(checkOptions("options", options).backend);
   return new GrantTable(kind, backend.openGrantTable());
 }
 
@@ -201,8 +227,8 @@ export async function openGrantTable(options: OpenOptions = {}): Promise<GrantTa
  * Opens a grant share (producer) handle. Rejects like openEventChannels
  * (the device is /dev/xen/gntalloc). The caller owns the handle.
  */
-export async function openGrantShare(options: OpenOptions = {}): Promise<GrantShare> {
-  const { backend, kind } = await selectBackend(options.backend);
+export async function openGrantShare(options?: OpenOptions): Promise<GrantShare> {
+  const { backend, kind } = await selectBackend(checkOptions("options", options).backend);
   return new GrantShare(kind, backend.openGrantShare());
 }
 
@@ -229,10 +255,8 @@ export interface OpenXenStoreOptions extends OpenOptions {
  * socket), XenUsageError for a backend without XenStore or a bad option.
  * The caller owns the handle: close it or use `using`.
  */
-export async function openXenStore(options: OpenXenStoreOptions = {}): Promise<XenStore> {
-  if (typeof options !== "object" || options === null) {
-    throw new XenUsageError(`options must be an object, got ${String(options)}`);
-  }
+export async function openXenStore(openOptions?: OpenXenStoreOptions): Promise<XenStore> {
+  const options = checkOptions("options", openOptions);
   if (options.path !== undefined) {
     if (typeof options.path !== "string" || options.path === "") {
       throw new XenUsageError(`path must be a non-empty string, got ${String(options.path)}`);

@@ -122,7 +122,10 @@ export class ChildFrontEnd implements Disposable {
    * of next(); one that spawn() throws propagates from here.
    */
   constructor(args: FrontEndArgs) {
-    const script = fileURLToPath(new URL("./demo_front.ts", import.meta.url));
+    // demo_front.ts in the sources, demo_front.js in the built npm package: this file's own
+    // extension tells which.
+    const ext = /\.[jt]s$/.exec(import.meta.url)?.[0] ?? ".ts";
+    const script = fileURLToPath(new URL(`./demo_front${ext}`, import.meta.url));
     const [exe, ...rest] = childCommand(script, [
       "--ref",
       String(args.ref),

@@ -8,8 +8,10 @@
 import { type CommandSpec, parseCommand, type ParsedValues, UsageError } from "./args.ts";
 import { BENCH_SPEC, benchOptions, runBench } from "./bench.ts";
 import { DEMO_SPEC, demoOptions, runDemo } from "./demo.ts";
+import { DOMAINS_SPEC, domainsOptions, runDomains } from "./domains.ts";
 import type { Output } from "./io.ts";
 import { PROBE_SPEC, probeOptions, runProbe } from "./probe.ts";
+import { runVchan, VCHAN_SPEC, vchanOptions } from "./vchan.ts";
 import { runWatch, WATCH_SPEC, watchOptions } from "./watch.ts";
 
 /** Exit status for a command-line mistake. */
@@ -26,6 +28,11 @@ export const COMMANDS: readonly Command[] = [
   { spec: PROBE_SPEC, run: (v, out) => runProbe(probeOptions(v), out) },
   { spec: WATCH_SPEC, run: (v, out, signal) => runWatch(watchOptions(v), out, { signal }) },
   { spec: BENCH_SPEC, run: (v, out) => runBench(benchOptions(v), out) },
+  {
+    spec: DOMAINS_SPEC,
+    run: (v, out, signal) => runDomains(domainsOptions(v), out, { signal }),
+  },
+  { spec: VCHAN_SPEC, run: (v, out, signal) => runVchan(vchanOptions(v), out, signal) },
 ];
 
 /** The top-level help text. */

@@ -7,10 +7,9 @@
  *
  * @module
  */
-import { constants as osConstants } from "node:os";
-import { getSystemErrorName } from "node:util";
+import { errnoName, errnoValue } from "./errno.ts";
 
-const ERRNO: Readonly<Record<string, number>> = osConstants.errno;
+export { errnoName, errnoValue };
 
 /** The base class of every error xenchan throws on purpose. */
 export class XenError extends Error {
@@ -45,7 +44,9 @@ export class LibraryNotFoundError extends XenError {
 /**
  * A call into Xen (a C library function, or the simulator's model of it)
  * failed. `call` is the C function name, `errno` the positive error number
- * and `code` its symbolic name (`"ENOENT"`, `"EINVAL"`, ...).
+ * and `code` its symbolic name (`"ENOENT"`, `"EINVAL"`, ...) from the Linux
+ * table in core/errno.ts, the same on every runtime (`"E<n>"` for a number
+ * the table does not know).
  */
 export class XenCallError extends XenError {
   override name = "XenCallError";
@@ -76,26 +77,6 @@ export class ClosedHandleError extends XenError {
  */
 export class XenUsageError extends XenError {
   override name = "XenUsageError";
-}
-
-/** Returns the symbolic name of a positive errno value, e.g. 2 -> "ENOENT". */
-export function errnoName(errno: number): string {
-  if (!Number.isInteger(errno) || errno <= 0) return `E${errno}`;
-  try {
-    return getSystemErrorName(-errno);
-  } catch {
-    return `Unknown system error ${errno}`;
-  }
-}
-
-/**
- * Returns the positive errno value for a symbolic name, e.g. "EINVAL" -> 22.
- * Throws RangeError for a name this platform does not define.
- */
-export function errnoValue(code: string): number {
-  const value = ERRNO[code];
-  if (value === undefined) throw new RangeError(`unknown errno name ${code}`);
-  return value;
 }
 
 /** Builds a XenCallError from a symbolic code; used by the simulator. */

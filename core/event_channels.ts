@@ -6,7 +6,16 @@
  */
 import { type BackendKind, type EventChannelDriver, POLLERR, POLLIN, POLLNVAL } from "./driver.ts";
 import { ClosedHandleError, XenUsageError } from "./errors.ts";
-import { checkDomid, checkInteger, checkPort } from "./validate.ts";
+import { checkDomid, checkInteger, checkPort, checkWaitOptions } from "./validate.ts";
+import {
+  type Backstop,
+  describeObject,
+  guard,
+  INSPECT_DENO,
+  INSPECT_NODE,
+  leakReport,
+  unguard,
+} from "./lifetimes.ts";
 
 /** Options for waiting on a handle. */
 export interface WaitOptions {
@@ -29,7 +38,11 @@ export interface EventChannelHoldings {
  * masked until unmask(port); a notify that arrives while it is masked is
  * delivered once after the unmask. One reader per handle: a second
  * concurrent pending() or ports() is refused. Close it (or `using`) to unbind
- * every port; after close every method throws ClosedHandleError.
+ * every port; after close every method throws ClosedHandleError. The handle
+ * also reads closed (holding nothing) once the backend closed it (the
+ * simulator does when the process crashes or its domain is destroyed). A
+ * handle garbage-collected while open is closed by the backstop and
+ * reported (core/lifetimes.ts).
  *
  * Not safe to share across Workers or after fork (the C library's rule).
  */
@@ -45,10 +58,21 @@ export class EventChannels implements Disposable, AsyncDisposable {
   constructor(backend: BackendKind, driver: EventChannelDriver) {
     this.backend = backend;
     this.#driver = driver;
+    guard(this, eventChannelsBackstop(backend, driver, this.#ports), this);
+  }
+
+  /** True once closed, here or by the backend (then the bookkeeping catches up). */
+  #sync(): boolean {
+    if (!this.#closed && this.#driver.closed) {
+      this.#closed = true;
+      this.#ports.clear();
+      unguard(this);
+    }
+    return this.#closed;
   }
 
   #live(): EventChannelDriver {
-    if (this.#closed) throw new ClosedHandleError("event channel handle");
+    if (this.#sync()) throw new ClosedHandleError("event channel handle");
     return this.#driver;
   }
 
@@ -57,9 +81,9 @@ export class EventChannels implements Disposable, AsyncDisposable {
     return this.#live().fd;
   }
 
-  /** Whether close() has run. */
+  /** Whether the handle is closed: close() ran, or the backend closed it. */
   get closed(): boolean {
-    return this.#closed;
+    return this.#sync();
   }
 
   /**
@@ -74,7 +98,8 @@ export class EventChannels implements Disposable, AsyncDisposable {
   /**
    * Allocates a new unbound port that `remoteDomid` may bind to
    * (xenevtchn_bind_unbound_port). Returns the local port. Throws
-   * XenCallError (ESRCH: no such domain; EACCES after restrict()),
+   * XenCallError (EACCES after restrict(); ENOSPC: no free port; Xen does
+   * not check that the domain exists),
    * XenUsageError, ClosedHandleError.
    */
   bindUnboundPort(remoteDomid: number): number {
@@ -140,16 +165,18 @@ export class EventChannels implements Disposable, AsyncDisposable {
    * when readable. Rejects with the signal's reason on abort,
    * ClosedHandleError if the handle is (or gets) closed, XenCallError
    * (EFBIG: the handle's ring overflowed; drain and unmask), XenUsageError if
-   * another reader is already waiting on this handle.
+   * another reader is already waiting on this handle or for options that
+   * are not an object with an optional AbortSignal `signal`.
    */
-  async pending(options: WaitOptions = {}): Promise<number> {
+  async pending(options?: WaitOptions): Promise<number> {
+    const { signal } = checkWaitOptions("options", options);
     const driver = this.#live();
     if (this.#reading) {
       throw new XenUsageError("one reader per handle: a pending() is already waiting");
     }
     this.#reading = true;
     try {
-      return await this.#waitForPort(driver, options.signal);
+      return await this.#waitForPort(driver, signal);
     } finally {
       this.#reading = false;
     }
@@ -162,7 +189,7 @@ export class EventChannels implements Disposable, AsyncDisposable {
       const revents = first
         ? driver.pollNow() || await driver.waitReadable(signal)
         : await driver.waitReadable(signal);
-      if (this.#closed) throw new ClosedHandleError("event channel handle");
+      if (this.#sync()) throw new ClosedHandleError("event channel handle");
       signal?.throwIfAborted();
       if (revents & POLLNVAL) throw new ClosedHandleError("event channel file descriptor");
       if (revents & (POLLIN | POLLERR)) return driver.pending();
@@ -204,13 +231,14 @@ export class EventChannels implements Disposable, AsyncDisposable {
    * signal aborts or the handle closes; both end the iteration quietly.
    * Errors other than those are thrown from the loop. One reader per handle.
    */
-  async *ports(options: WaitOptions = {}): AsyncGenerator<number, void, undefined> {
+  async *ports(options?: WaitOptions): AsyncGenerator<number, void, undefined> {
+    options = checkWaitOptions("options", options);
     for (;;) {
-      if (this.#closed || options.signal?.aborted) return;
+      if (this.#sync() || options.signal?.aborted) return;
       try {
         yield await this.pending(options);
       } catch (error) {
-        if (this.#closed || options.signal?.aborted) return;
+        if (this.#sync() || options.signal?.aborted) return;
         throw error;
       }
     }
@@ -218,6 +246,7 @@ export class EventChannels implements Disposable, AsyncDisposable {
 
   /** What this handle holds now (ports bound, whether a reader waits). */
   holdings(): EventChannelHoldings {
+    this.#sync();
     return { ports: [...this.#ports].sort((a, b) => a - b), reading: this.#reading };
   }
 
@@ -229,7 +258,29 @@ export class EventChannels implements Disposable, AsyncDisposable {
     if (this.#closed) return;
     this.#closed = true;
     this.#ports.clear();
+    unguard(this);
     this.#driver.close();
+  }
+
+  /** For Deno.inspect / console.log: backend, fd, ports, reader, closed. */
+  [INSPECT_DENO](): string {
+    return this.#describe();
+  }
+
+  /** For node:util inspect / Bun.inspect: as the Deno hook. */
+  [INSPECT_NODE](): string {
+    return this.#describe();
+  }
+
+  #describe(): string {
+    const { ports, reading } = this.holdings();
+    return describeObject("EventChannels", {
+      backend: this.backend,
+      fd: this.#driver.fd,
+      ports,
+      reading,
+      closed: this.#closed,
+    });
   }
 
   [Symbol.dispose](): void {
@@ -240,4 +291,26 @@ export class EventChannels implements Disposable, AsyncDisposable {
     this.close();
     return Promise.resolve();
   }
+}
+
+/** The backstop of one handle: closes the driver if still open (no reference to the handle). */
+function eventChannelsBackstop(
+  backend: BackendKind,
+  driver: EventChannelDriver,
+  ports: ReadonlySet<number>,
+): Backstop {
+  return {
+    release() {
+      if (driver.closed) return null;
+      const held = [...ports].sort((a, b) => a - b);
+      const facts = { kind: "EventChannels", backend, fd: driver.fd, ports: held } as const;
+      const empty = { ranges: 0, pages: 0, refs: [] };
+      try {
+        driver.close();
+      } catch (error) {
+        return leakReport({ ...facts, ...empty, error });
+      }
+      return leakReport({ ...facts, ...empty });
+    },
+  };
 }

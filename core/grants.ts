@@ -18,6 +18,15 @@ import type {
 import { PAGE_SIZE } from "./driver.ts";
 import { ClosedHandleError, XenUsageError } from "./errors.ts";
 import {
+  type Backstop,
+  describeObject,
+  guard,
+  INSPECT_DENO,
+  INSPECT_NODE,
+  leakReport,
+  unguard,
+} from "./lifetimes.ts";
+import {
   checkCount,
   checkDomid,
   checkInteger,
@@ -25,6 +34,7 @@ import {
   checkPort,
   checkRef,
 } from "./validate.ts";
+import { checkAccessOptions, checkCopySegments, checkGrantRefs, checkRefList } from "./validate.ts";
 
 /** Options for mapping or sharing. */
 export interface AccessOptions {
@@ -46,43 +56,94 @@ export interface GrantRef {
   readonly ref: number;
 }
 
+/**
+ * @internal One range's bookkeeping, shared by the range object, its
+ * handle and its backstop; it references no public object.
+ */
+export interface RangeRecord {
+  readonly memory: ForeignMemory;
+  /** The driver's share record (ranges of a GrantShare only). */
+  readonly shared?: SharedPages;
+  released: boolean;
+}
+
+/**
+ * @internal A grant handle's bookkeeping, shared with its backstop and its
+ * ranges' backstops; it references no public object.
+ */
+export interface HandleRecord {
+  readonly kind: "GrantTable" | "GrantShare";
+  readonly backend: BackendKind;
+  readonly driver: { readonly fd: number; readonly closed: boolean; close(): void };
+  /** The live ranges (records, never the range objects: those must stay collectable). */
+  readonly ranges: Set<RangeRecord>;
+  /** Releases one range through the driver (unmap or unshare). */
+  free(range: RangeRecord): void;
+}
+
 /** Pages of foreign memory owned by a handle until released. */
 abstract class PageRange implements Disposable {
-  readonly #memory: ForeignMemory;
-  #released = false;
+  readonly #handle: HandleRecord;
+  readonly #record: RangeRecord;
 
-  constructor(memory: ForeignMemory) {
-    this.#memory = memory;
+  constructor(handle: HandleRecord, record: RangeRecord) {
+    this.#handle = handle;
+    this.#record = record;
+    guard(this, rangeBackstop(handle, record), record);
   }
 
   /** Number of 4096-byte pages. */
   get count(): number {
-    return this.#memory.count;
+    return this.#record.memory.count;
   }
 
   /** All pages as one view; zero-length once released. See ForeignMemory.bytes. */
   get bytes(): Uint8Array {
-    return this.#released ? new Uint8Array(0) : this.#memory.bytes;
+    return this.released ? new Uint8Array(0) : this.#record.memory.bytes;
   }
 
   /** One view per page; an empty list once released. */
   get pages(): readonly Uint8Array[] {
-    return this.#released ? [] : this.#memory.pages;
+    return this.released ? [] : this.#record.memory.pages;
   }
 
-  /** Whether the pages were released (unmapped or unshared). */
+  /**
+   * Whether the pages were released: unmapped or unshared, by the owner's
+   * close(), or by the backend closing the owner (a simulated crash).
+   */
   get released(): boolean {
-    return this.#released;
+    return this.#record.released || this.#handle.driver.closed;
   }
 
   /** @internal the backend memory, for the owning handle. */
   get memory(): ForeignMemory {
-    return this.#memory;
+    return this.#record.memory;
   }
 
-  /** @internal marks the range released; the owner already freed it. */
-  markReleased(): void {
-    this.#released = true;
+  /** @internal the bookkeeping record, for the owning handle. */
+  get record(): RangeRecord {
+    return this.#record;
+  }
+
+  /** What the inspection hooks print: backend, the owner's fd, pages, released. */
+  protected describe(name: string, extra: Record<string, unknown>): string {
+    return describeObject(name, {
+      backend: this.#handle.backend,
+      fd: this.#handle.driver.fd,
+      pages: this.count,
+      ...extra,
+      released: this.released,
+    });
+  }
+
+  /** For Deno.inspect / console.log. */
+  [INSPECT_DENO](): string {
+    return this.toString();
+  }
+
+  /** For node:util inspect / Bun.inspect. */
+  [INSPECT_NODE](): string {
+    return this.toString();
   }
 
   abstract [Symbol.dispose](): void;
@@ -93,8 +154,8 @@ export class GrantMapping extends PageRange {
   readonly #owner: GrantTable;
 
   /** @internal created by GrantTable only. */
-  constructor(owner: GrantTable, memory: ForeignMemory) {
-    super(memory);
+  constructor(owner: GrantTable, handle: HandleRecord, memory: ForeignMemory) {
+    super(handle, { memory, released: false });
     this.#owner = owner;
   }
 
@@ -106,6 +167,11 @@ export class GrantMapping extends PageRange {
   [Symbol.dispose](): void {
     this.unmap();
   }
+
+  /** `GrantMapping { backend, fd, pages, address, released }`. */
+  override toString(): string {
+    return this.describe("GrantMapping", { address: this.memory.address });
+  }
 }
 
 /** Pages this process shares with another domain, with their grant refs. */
@@ -113,19 +179,17 @@ export class SharedGrant extends PageRange {
   /** Grant references, one per page, to hand to the peer. */
   readonly refs: readonly number[];
   readonly #owner: GrantShare;
-  readonly #shared: SharedPages;
 
   /** @internal created by GrantShare only. */
-  constructor(owner: GrantShare, shared: SharedPages) {
-    super(shared.memory);
+  constructor(owner: GrantShare, handle: HandleRecord, shared: SharedPages) {
+    super(handle, { memory: shared.memory, shared, released: false });
     this.refs = shared.refs;
     this.#owner = owner;
-    this.#shared = shared;
   }
 
   /** @internal the driver's record. */
   get shared(): SharedPages {
-    return this.#shared;
+    return this.record.shared!;
   }
 
   /** Unshares the pages (same as owner.unshare(this)). Idempotent. */
@@ -135,6 +199,11 @@ export class SharedGrant extends PageRange {
 
   [Symbol.dispose](): void {
     this.unshare();
+  }
+
+  /** `SharedGrant { backend, fd, pages, refs, released }`. */
+  override toString(): string {
+    return this.describe("SharedGrant", { refs: [...this.refs] });
   }
 }
 
@@ -148,47 +217,78 @@ export interface GrantHoldings {
 
 abstract class GrantHandle<Range extends PageRange> implements Disposable, AsyncDisposable {
   readonly backend: BackendKind;
-  protected readonly ranges: Set<Range> = new Set<Range>();
+  /** @internal the bookkeeping shared with the backstops. */
+  protected readonly record: HandleRecord;
   #closed = false;
 
-  constructor(backend: BackendKind) {
-    this.backend = backend;
+  constructor(record: HandleRecord) {
+    this.backend = record.backend;
+    this.record = record;
+    guard(this, handleBackstop(record), this);
   }
 
   protected abstract readonly what: string;
-  protected abstract closeDriver(): void;
+
+  /** True once closed, here or by the backend (then the bookkeeping catches up). */
+  #sync(): boolean {
+    if (!this.#closed && this.record.driver.closed) this.#forget();
+    return this.#closed;
+  }
+
+  /** Marks every range released and drops the backstops; the driver frees (or freed) them. */
+  #forget(): void {
+    this.#closed = true;
+    for (const range of this.record.ranges) {
+      range.released = true;
+      unguard(range);
+    }
+    this.record.ranges.clear();
+    unguard(this);
+  }
 
   protected live(): void {
-    if (this.#closed) throw new ClosedHandleError(this.what);
+    if (this.#sync()) throw new ClosedHandleError(this.what);
   }
 
   protected own(range: Range): void {
-    if (!this.ranges.has(range)) {
+    if (!(range instanceof PageRange) || !this.record.ranges.has(range.record)) {
       throw new XenUsageError(
         `${this.what}: this range does not belong to this handle or is released`,
       );
     }
   }
 
-  /** Whether close() has run. */
+  /** Tracks a range the driver just handed out. */
+  protected adopt(range: Range): Range {
+    this.record.ranges.add(range.record);
+    return range;
+  }
+
+  /** Stops tracking a range before the driver releases it (released even if that throws). */
+  protected forgetRange(range: Range): void {
+    this.record.ranges.delete(range.record);
+    range.record.released = true;
+    unguard(range.record);
+  }
+
+  /** Whether the handle is closed: close() ran, or the backend closed it. */
   get closed(): boolean {
-    return this.#closed;
+    return this.#sync();
   }
 
   /** What this handle holds now. */
   holdings(): GrantHoldings {
+    this.#sync();
     let pages = 0;
-    for (const range of this.ranges) pages += range.count;
-    return { ranges: this.ranges.size, pages };
+    for (const range of this.record.ranges) pages += range.memory.count;
+    return { ranges: this.record.ranges.size, pages };
   }
 
   /** Releases every range still held, then closes the handle. Idempotent. */
   close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    for (const range of this.ranges) range.markReleased();
-    this.ranges.clear();
-    this.closeDriver();
+    if (this.#sync()) return;
+    this.#forget();
+    this.record.driver.close();
   }
 
   [Symbol.dispose](): void {
@@ -199,13 +299,112 @@ abstract class GrantHandle<Range extends PageRange> implements Disposable, Async
     this.close();
     return Promise.resolve();
   }
+
+  /** For Deno.inspect / console.log: backend, fd, ranges, pages, closed. */
+  [INSPECT_DENO](): string {
+    return this.toString();
+  }
+
+  /** For node:util inspect / Bun.inspect. */
+  [INSPECT_NODE](): string {
+    return this.toString();
+  }
+
+  /** `GrantTable { backend, fd, mappings, pages, closed }` (GrantShare: shares). */
+  toString(): string {
+    const { ranges, pages } = this.holdings();
+    return describeObject(this.record.kind, {
+      backend: this.backend,
+      fd: this.record.driver.fd,
+      [this.record.kind === "GrantTable" ? "mappings" : "shares"]: ranges,
+      pages,
+      closed: this.#closed,
+    });
+  }
 }
 
-function access(options: AccessOptions): boolean {
-  return options.writable ?? true;
+/** The backstop of a grant handle: closes the driver if still open, counting what it held. */
+function handleBackstop(handle: HandleRecord): Backstop {
+  return {
+    release() {
+      if (handle.driver.closed) return null;
+      let pages = 0;
+      for (const range of handle.ranges) {
+        pages += range.memory.count;
+        range.released = true;
+        unguard(range);
+      }
+      const facts = {
+        kind: handle.kind,
+        backend: handle.backend,
+        fd: handle.driver.fd,
+        ports: [],
+        ranges: handle.ranges.size,
+        pages,
+        refs: [],
+      };
+      handle.ranges.clear();
+      try {
+        handle.driver.close();
+      } catch (error) {
+        return leakReport({ ...facts, error });
+      }
+      return leakReport(facts);
+    },
+  };
 }
 
-function unmapNotify(options: NotifyOptions): UnmapNotify {
+/** The backstop of one mapping or share: releases it if its handle still holds it. */
+function rangeBackstop(handle: HandleRecord, range: RangeRecord): Backstop {
+  return {
+    release() {
+      if (range.released || handle.driver.closed || !handle.ranges.has(range)) return null;
+      handle.ranges.delete(range);
+      range.released = true;
+      const facts = {
+        kind: handle.kind === "GrantTable" ? "GrantMapping" : "SharedGrant",
+        backend: handle.backend,
+        fd: handle.driver.fd,
+        ports: [],
+        ranges: 1,
+        pages: range.memory.count,
+        refs: range.shared?.refs ?? [],
+      } as const;
+      try {
+        handle.free(range);
+      } catch (error) {
+        return leakReport({ ...facts, error });
+      }
+      return leakReport(facts);
+    },
+  };
+}
+
+function tableRecord(backend: BackendKind, driver: GrantTableDriver): HandleRecord {
+  return {
+    kind: "GrantTable",
+    backend,
+    driver,
+    ranges: new Set(),
+    free: (range) => driver.unmap(range.memory),
+  };
+}
+
+function shareRecord(backend: BackendKind, driver: GrantShareDriver): HandleRecord {
+  return {
+    kind: "GrantShare",
+    backend,
+    driver,
+    ranges: new Set(),
+    free: (range) => driver.unshare(range.shared!),
+  };
+}
+
+function access(options: AccessOptions | undefined): boolean {
+  return checkAccessOptions(options);
+}
+
+function unmapNotify(options: NotifyOptions = {}): UnmapNotify {
   return {
     offset: options.notifyOffset === undefined
       ? undefined
@@ -225,7 +424,7 @@ export class GrantTable extends GrantHandle<GrantMapping> {
 
   /** Wraps an open driver; the handle owns it from now on. */
   constructor(backend: BackendKind, driver: GrantTableDriver) {
-    super(backend);
+    super(tableRecord(backend, driver));
     this.#driver = driver;
   }
 
@@ -242,9 +441,8 @@ export class GrantTable extends GrantHandle<GrantMapping> {
     notify?: UnmapNotify,
   ): GrantMapping {
     this.live();
-    const mapping = new GrantMapping(this, this.#driver.map(domids, refs, writable, notify));
-    this.ranges.add(mapping);
-    return mapping;
+    const memory = this.#driver.map(domids, refs, writable, notify);
+    return this.adopt(new GrantMapping(this, this.record, memory));
   }
 
   /**
@@ -253,27 +451,28 @@ export class GrantTable extends GrantHandle<GrantMapping> {
    * read-only mapped writable, per the kernel), XenUsageError,
    * ClosedHandleError.
    */
-  mapGrantRef(domid: number, ref: number, options: AccessOptions = {}): GrantMapping {
+  mapGrantRef(domid: number, ref: number, options?: AccessOptions): GrantMapping {
     return this.#map([checkDomid(domid)], [checkRef(ref)], access(options));
   }
 
   /**
    * Maps several grants, each from its own domain, as one contiguous range
    * (xengnttab_map_grant_refs). On any failure nothing stays mapped. Throws
-   * like mapGrantRef.
+   * like mapGrantRef; the simulator also refuses (XenUsageError) refs that
+   * are not adjacent pages of one share in order (see README Limitations).
    */
-  mapGrantRefs(grants: readonly GrantRef[], options: AccessOptions = {}): GrantMapping {
-    const domids = grants.map((g) => checkDomid(g.domid));
-    return this.#map(domids, grants.map((g) => checkRef(g.ref)), access(options));
+  mapGrantRefs(grants: readonly GrantRef[], options?: AccessOptions): GrantMapping {
+    const { domids, refs } = checkGrantRefs("grants", grants);
+    return this.#map(domids, refs, access(options));
   }
 
   /** Maps several grants of one domain (xengnttab_map_domain_grant_refs). Throws like mapGrantRef. */
   mapDomainGrantRefs(
     domid: number,
     refs: readonly number[],
-    options: AccessOptions = {},
+    options?: AccessOptions,
   ): GrantMapping {
-    return this.#map(checkDomid(domid), refs.map(checkRef), access(options));
+    return this.#map(checkDomid(domid), checkRefList("refs", refs), access(options));
   }
 
   /**
@@ -284,7 +483,7 @@ export class GrantTable extends GrantHandle<GrantMapping> {
    * be set up nothing is mapped: XenCallError (EINVAL for clearing a byte of
    * a read-only mapping or an unknown port).
    */
-  mapGrantRefNotify(domid: number, ref: number, options: NotifyOptions = {}): GrantMapping {
+  mapGrantRefNotify(domid: number, ref: number, options?: NotifyOptions): GrantMapping {
     return this.#map([checkDomid(domid)], [checkRef(ref)], access(options), unmapNotify(options));
   }
 
@@ -297,8 +496,7 @@ export class GrantTable extends GrantHandle<GrantMapping> {
   unmap(mapping: GrantMapping): void {
     this.live();
     this.own(mapping);
-    this.ranges.delete(mapping);
-    mapping.markReleased();
+    this.forgetRange(mapping);
     this.#driver.unmap(mapping.memory);
   }
 
@@ -321,12 +519,9 @@ export class GrantTable extends GrantHandle<GrantMapping> {
    */
   grantCopy(segments: readonly GrantCopySegment[]): number[] {
     this.live();
+    checkCopySegments("segments", segments);
     segments.forEach((segment, i) => checkSegment(segment, i));
     return this.#driver.grantCopy(segments);
-  }
-
-  protected closeDriver(): void {
-    this.#driver.close();
   }
 }
 
@@ -360,7 +555,7 @@ export class GrantShare extends GrantHandle<SharedGrant> {
 
   /** Wraps an open driver; the handle owns it from now on. */
   constructor(backend: BackendKind, driver: GrantShareDriver) {
-    super(backend);
+    super(shareRecord(backend, driver));
     this.#driver = driver;
   }
 
@@ -371,9 +566,7 @@ export class GrantShare extends GrantHandle<SharedGrant> {
   }
 
   #add(shared: SharedPages): SharedGrant {
-    const grant = new SharedGrant(this, shared);
-    this.ranges.add(grant);
-    return grant;
+    return this.adopt(new SharedGrant(this, this.record, shared));
   }
 
   /**
@@ -382,7 +575,7 @@ export class GrantShare extends GrantHandle<SharedGrant> {
    * failure nothing is allocated: XenCallError (ENOSPC or ENOMEM past the
    * kernel's limit), XenUsageError, ClosedHandleError.
    */
-  sharePages(domid: number, count: number, options: AccessOptions = {}): SharedGrant {
+  sharePages(domid: number, count: number, options?: AccessOptions): SharedGrant {
     this.live();
     return this.#add(
       this.#driver.sharePages(checkDomid(domid), checkCount(count), access(options)),
@@ -395,7 +588,7 @@ export class GrantShare extends GrantHandle<SharedGrant> {
    * `notifyOffset` is zeroed and `notifyPort` is notified. Throws like
    * sharePages.
    */
-  sharePageNotify(domid: number, options: NotifyOptions = {}): SharedGrant {
+  sharePageNotify(domid: number, options?: NotifyOptions): SharedGrant {
     this.live();
     const shared = this.#driver.sharePageNotify(
       checkDomid(domid),
@@ -413,12 +606,7 @@ export class GrantShare extends GrantHandle<SharedGrant> {
   unshare(grant: SharedGrant): void {
     this.live();
     this.own(grant);
-    this.ranges.delete(grant);
-    grant.markReleased();
+    this.forgetRange(grant);
     this.#driver.unshare(grant.shared);
-  }
-
-  protected closeDriver(): void {
-    this.#driver.close();
   }
 }

@@ -1,30 +1,56 @@
 /**
  * The Bun adapter: binds ffi/symbols.ts tables with bun:ffi. This file, its
  * worker ffi/poll_worker.ts and ffi/deno.ts are the only places that touch a
- * runtime's FFI. `bun:ffi` is imported through a variable specifier so that
- * Deno never sees it in its module graph.
+ * runtime's FFI. `bun:ffi` is loaded with Bun's `import.meta.require`, so that
+ * Deno never sees it in its module graph (nor `deno publish` an import it
+ * cannot analyze).
  *
  * @module
  */
+import { siblingModuleUrl } from "./module_url.ts";
 import type { FfiRuntime, LoadedLibrary, NativeType, Ptr, SymbolTable } from "./types.ts";
 
-// deno-lint-ignore no-explicit-any
-type BunFfi = any;
-const BUN_FFI = "bun:ffi";
-const ffi: BunFfi = await import(BUN_FFI);
+/** A bound C function as bun:ffi returns it; ffi/types.ts gives it its real type. */
+type NativeFn = (...args: unknown[]) => unknown;
+
+/** One bun:ffi symbol definition (its FFIType names). */
+interface BunDefinition {
+  readonly args: string[];
+  readonly returns: string;
+}
+
+/**
+ * The part of bun:ffi this adapter uses, typed here because the module is
+ * loaded by name at run time (Deno must not resolve it). Pointers are
+ * plain numbers in Bun.
+ */
+interface BunFfi {
+  dlopen(
+    path: string,
+    symbols: Record<string, BunDefinition>,
+  ): { readonly symbols: Record<string, NativeFn> };
+  ptr(view: ArrayBufferView): number;
+  toArrayBuffer(pointer: number, offset: number, byteLength: number): ArrayBuffer;
+}
+
+/** Bun's synchronous require, on import.meta in ES modules. */
+type BunImportMeta = ImportMeta & { require(id: string): unknown };
+const ffi = (import.meta as BunImportMeta).require("bun:ffi") as BunFfi;
 
 function bunType(type: NativeType): string {
   return type === "pointer" ? "ptr" : type;
 }
 
-function bunDefinition(def: SymbolTable[string]): { args: string[]; returns: string } {
+function bunDefinition(def: SymbolTable[string]): BunDefinition {
   return { args: def.args.map(bunType), returns: bunType(def.returns) };
 }
 
-// deno-lint-ignore no-explicit-any
-type AnyFn = (...args: any[]) => any;
+/** Bun's view of an opaque pointer: the number it is. */
+function bunPointer(pointer: Ptr): number {
+  return pointer as unknown as number;
+}
 
-function bindOne(path: string, name: string, def: SymbolTable[string]): AnyFn | null {
+function bindOne(path: string, name: string, def: SymbolTable[string]): NativeFn | null {
   try {
     return ffi.dlopen(path, { [name]: bunDefinition(def) }).symbols[name];
   } catch (error) {
@@ -33,7 +59,7 @@ function bindOne(path: string, name: string, def: SymbolTable[string]): AnyFn | 
   }
 }
 
-function asBlocking(fn: AnyFn): AnyFn {
+function asBlocking(fn: NativeFn): NativeFn {
   // Bun has no threaded FFI calls: a blocking symbol runs synchronously and is
   // only ever called from ffi/poll_worker.ts, never on the main thread.
   return (...args) => Promise.resolve(fn(...args));
@@ -44,7 +70,7 @@ export function openBun<T extends SymbolTable>(path: string, table: T): LoadedLi
   const required = Object.entries(table).filter(([, def]) => !def.optional);
   const definitions = Object.fromEntries(required.map(([name, def]) => [name, bunDefinition(def)]));
   const library = ffi.dlopen(path, definitions);
-  const symbols: Record<string, AnyFn | null> = {};
+  const symbols: Record<string, NativeFn | null> = {};
   for (const [name, def] of Object.entries(table)) {
     const fn = def.optional ? bindOne(path, name, def) : library.symbols[name];
     symbols[name] = fn && def.blocking ? asBlocking(fn) : fn;
@@ -70,7 +96,7 @@ const idleWorkers: PollWorker[] = [];
  */
 function pollInWorker(fds: Uint8Array, count: number, timeoutMs: number): Promise<number> {
   const worker = idleWorkers.pop() ??
-    new Worker(new URL("./poll_worker.ts", import.meta.url).href) as PollWorker;
+    new Worker(siblingModuleUrl("./poll_worker", import.meta.url)) as PollWorker;
   worker.ref();
   return new Promise((resolve, reject) => {
     worker.onmessage = (event: MessageEvent<PollReply>) => {
@@ -93,7 +119,7 @@ export const bunRuntime: FfiRuntime = {
   name: "bun",
   open: openBun,
   address(pointer: Ptr | null): bigint {
-    return pointer === null ? 0n : BigInt(pointer as unknown as number);
+    return pointer === null ? 0n : BigInt(bunPointer(pointer));
   },
   pointer(address: bigint): Ptr | null {
     return address === 0n ? null : (Number(address) as unknown as Ptr);
@@ -102,7 +128,7 @@ export const bunRuntime: FfiRuntime = {
     return BigInt(ffi.ptr(view));
   },
   foreignBuffer(pointer: Ptr, byteLength: number): ArrayBuffer {
-    return ffi.toArrayBuffer(pointer, 0, byteLength);
+    return ffi.toArrayBuffer(bunPointer(pointer), 0, byteLength);
   },
   pollAsync: pollInWorker,
 };

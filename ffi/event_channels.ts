@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { POLLIN } from "../core/driver.ts";
+import { POLLIN, POLLNVAL } from "../core/driver.ts";
 import type { EventChannelDriver } from "../core/driver.ts";
 import { ClosedHandleError, XenCallError } from "../core/errors.ts";
 import type { XenLibraries } from "./load.ts";
@@ -28,6 +28,11 @@ export class FfiEventChannels implements EventChannelDriver {
     if (handle === null) throw new XenCallError("xenevtchn_open", libs.errno());
     this.#handle = handle;
     this.fd = libs.evtchn.symbols.xenevtchn_fd(handle);
+  }
+
+  /** True once close() ran. */
+  get closed(): boolean {
+    return this.#handle === null;
   }
 
   #live(): Ptr {
@@ -90,9 +95,12 @@ export class FfiEventChannels implements EventChannelDriver {
   }
 
   waitReadable(signal?: AbortSignal): Promise<number> {
-    this.#live();
+    if (this.#handle === null) return Promise.reject(new ClosedHandleError("event channel handle"));
     const stop = signal ? AbortSignal.any([signal, this.#closing.signal]) : this.#closing.signal;
-    return this.#poller.wait(this.fd, POLLIN, stop);
+    // A close() during the wait aborts it: report POLLNVAL, as the contract says.
+    return this.#poller.wait(this.fd, POLLIN, stop).then((revents) =>
+      this.#handle === null ? POLLNVAL : revents
+    );
   }
 
   pollNow(timeoutMs = 0): number {

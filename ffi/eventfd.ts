@@ -19,6 +19,7 @@
  * @module
  */
 import { ClosedHandleError, XenCallError, XenUsageError } from "../core/errors.ts";
+import { checkBoolean, checkOptions, describe } from "../core/validate.ts";
 import { type LibcLibrary, loadLibc } from "./load.ts";
 import { sharedPoller } from "./poller.ts";
 
@@ -74,12 +75,13 @@ export class EventFd implements Disposable {
    * [| EFD_SEMAPHORE])), loading libc through ffi/load.ts on first use.
    * Rejects with XenUsageError for an initval that is not a uint32,
    * XenCallError("eventfd") with errno (EMFILE, ENFILE, ENOMEM, ...) when the
-   * kernel refuses, LibraryNotFoundError when the libraries cannot be loaded
-   * (ffi/load.ts loads libc together with the Xen libraries), and Deno's
-   * NotCapable without --allow-ffi. The caller owns the result.
+   * kernel refuses, LibraryNotFoundError when libc cannot be loaded (only
+   * libc: ffi/load.ts loadLibc, so an eventfd works without the Xen
+   * libraries), and Deno's NotCapable without --allow-ffi. The caller owns
+   * the result.
    */
-  static async create(options: EventFdOptions = {}): Promise<EventFd> {
-    checkOptions(options);
+  static async create(options?: EventFdOptions): Promise<EventFd> {
+    checkEventFdOptions(options);
     return new EventFd(await loadLibc(), options);
   }
 
@@ -87,8 +89,8 @@ export class EventFd implements Disposable {
    * Synchronous form of create() for callers that already hold the loaded
    * libraries. Throws XenUsageError or XenCallError("eventfd") like create().
    */
-  constructor(libs: LibcLibrary, options: EventFdOptions = {}) {
-    checkOptions(options);
+  constructor(libs: LibcLibrary, options?: EventFdOptions) {
+    options = checkEventFdOptions(options);
     this.#libs = libs;
     this.semaphore = options.semaphore ?? false;
     const flags = EFD_NONBLOCK | EFD_CLOEXEC | (this.semaphore ? EFD_SEMAPHORE : 0);
@@ -226,11 +228,15 @@ export class EventFd implements Disposable {
   }
 }
 
-function checkOptions(options: EventFdOptions): void {
+/** XenUsageError unless `value` is undefined or `{ initval?: uint32, semaphore?: boolean }`. */
+function checkEventFdOptions(value: EventFdOptions | undefined): EventFdOptions {
+  const options = checkOptions("options", value);
   const initval = options.initval ?? 0;
   if (!Number.isInteger(initval) || initval < 0 || initval > 0xffffffff) {
     throw new XenUsageError(
-      `eventfd initval must be an integer in 0..0xffffffff, got ${String(initval)}`,
+      `eventfd initval must be an integer in 0..0xffffffff, got ${describe(initval)}`,
     );
   }
+  if (options.semaphore !== undefined) checkBoolean("options.semaphore", options.semaphore);
+  return options;
 }

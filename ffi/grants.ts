@@ -79,6 +79,11 @@ abstract class FfiGrantHandle {
   protected abstract release(handle: Ptr, memory: FfiMemory): number;
   protected abstract closeHandle(handle: Ptr): void;
 
+  /** True once close() ran. */
+  get closed(): boolean {
+    return this.#handle === null;
+  }
+
   protected live(): Ptr {
     if (this.#handle === null) throw new ClosedHandleError(this.what);
     return this.#handle;
@@ -93,7 +98,11 @@ abstract class FfiGrantHandle {
     return this.memories.add(new FfiMemory(this.libs.runtime, pointer, count));
   }
 
-  /** Detaches the memory's views, then releases the pages. */
+  /**
+   * Detaches the memory's views and forgets it, then releases the pages: a
+   * failing C call still leaves it detached and untracked (never retried;
+   * see GrantTableDriver.unmap). XenUsageError for memory not tracked here.
+   */
   protected releaseMemory(memory: ForeignMemory, call: string): void {
     const handle = this.live();
     const own = this.memories.take(memory, call);
@@ -141,6 +150,7 @@ export class FfiGrantTable extends FfiGrantHandle implements GrantTableDriver {
     const prot = writable ? PROT_READ | PROT_WRITE : PROT_READ;
     const count = refs.length;
     if (notify) {
+      if (count !== 1) throw new XenUsageError("an unmap notification needs exactly one ref");
       const domid = typeof domids === "number" ? domids : domids[0];
       const pointer = s.xengnttab_map_grant_ref_notify(
         handle,

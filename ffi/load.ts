@@ -2,14 +2,15 @@
  * Loads the real Xen libraries once per process and provides errno.
  *
  * Load order for each library: the path in its environment variable (if
- * set), then each soname (libxenevtchn.so.1, then libxenevtchn.so). A failure
+ * set), then each soname (libxenevtchn.so.1, then libxenevtchn.so;
+ * libxenctrl, whose soname is per Xen release, tries 4.17 to 4.21 and 4.16). A failure
  * names every path tried, the Debian package to install and the variable.
  *
  * @module
  */
 import process from "node:process";
 import { LibraryNotFoundError } from "../core/errors.ts";
-import { EVTCHN, GNTTAB, LIBC, LIBRARIES, TOOLLOG } from "./symbols.ts";
+import { EVTCHN, GNTTAB, LIBC, LIBRARIES, TOOLLOG, XENCTRL } from "./symbols.ts";
 import { ffiRuntime } from "./runtime.ts";
 import type { FfiRuntime, LoadedLibrary, Ptr, SymbolTable } from "./types.ts";
 
@@ -35,8 +36,17 @@ export interface XenLibraries extends LibcLibrary {
   readonly logger: Ptr | null;
 }
 
+/** libxenctrl (domain information) with libc and the quiet logger. */
+export interface XenCtrlLibrary extends LibcLibrary {
+  readonly xenctrl: LoadedLibrary<typeof XENCTRL>;
+  /** The quiet logger (see XenLibraries.logger), or null. */
+  readonly logger: Ptr | null;
+}
+
 let loadedLibc: Promise<LibcLibrary> | undefined;
 let loaded: Promise<XenLibraries> | undefined;
+let loadedCtrl: Promise<XenCtrlLibrary> | undefined;
+let logger: { readonly value: Ptr | null } | undefined;
 
 /**
  * Loads libc only (once per process): for eventfds and the poller on
@@ -71,7 +81,31 @@ async function loadAll(): Promise<XenLibraries> {
   const base = await loadLibc();
   const evtchn = openLibrary(base.runtime, "evtchn", EVTCHN);
   const gnttab = openLibrary(base.runtime, "gnttab", GNTTAB);
-  return { ...base, evtchn, gnttab, logger: quietLogger(base.runtime, base.libc) };
+  return { ...base, evtchn, gnttab, logger: sharedQuietLogger(base) };
+}
+
+/**
+ * Loads libxenctrl.so.4.NN, libxentoollog and libc (once per process), trying
+ * each Xen release's soname (LIBRARIES.xenctrl) or $XENCHAN_LIBXENCTRL.
+ * Rejects with LibraryNotFoundError naming the Debian package; Deno's
+ * permission errors (NotCapable) pass through unchanged.
+ */
+export function loadXenCtrl(): Promise<XenCtrlLibrary> {
+  loadedCtrl ??= loadCtrl();
+  loadedCtrl.catch(() => loadedCtrl = undefined);
+  return loadedCtrl;
+}
+
+async function loadCtrl(): Promise<XenCtrlLibrary> {
+  const base = await loadLibc();
+  const xenctrl = openLibrary(base.runtime, "xenctrl", XENCTRL);
+  return { ...base, xenctrl, logger: sharedQuietLogger(base) };
+}
+
+/** One quiet logger per process, shared by every library that takes one. */
+function sharedQuietLogger(base: LibcLibrary): Ptr | null {
+  logger ??= { value: quietLogger(base.runtime, base.libc) };
+  return logger.value;
 }
 
 function quietLogger(runtime: FfiRuntime, libc: LoadedLibrary<typeof LIBC>): Ptr | null {

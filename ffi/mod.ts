@@ -19,6 +19,15 @@ export {
   type XenStoreSocketConnectOptions,
 } from "./xenstore_socket.ts";
 export {
+  DomainControl,
+  type DomainFlags,
+  type DomainInfo,
+  DOMAININFO_LAYOUT,
+  DOMINF,
+  openDomainControl,
+  parseDomainInfo,
+} from "./domain_control.ts";
+export {
   EFD_CLOEXEC,
   EFD_NONBLOCK,
   EFD_SEMAPHORE,
@@ -34,6 +43,7 @@ export {
   loadXenLibraries,
   type XenLibraries,
 } from "./load.ts";
+import { siblingModuleUrl } from "./module_url.ts";
 export { FdPoller, sharedPoller } from "./poller.ts";
 export type { Ptr } from "./types.ts";
 export {
@@ -45,6 +55,7 @@ export {
 /**
  * The URL of the Bun poll Worker script (one blocking poll(2) per message).
  * Exposed for bench/osevent_dispatch.ts, which measures one Worker per
- * handle against the shared poller.
+ * handle against the shared poller. Ends in .ts in the sources and in .js in
+ * the built npm package (ffi/module_url.ts).
  */
-export const POLL_WORKER_URL: string = new URL("./poll_worker.ts", import.meta.url).href;
+export const POLL_WORKER_URL: string = siblingModuleUrl("./poll_worker", import.meta.url);

@@ -92,6 +92,22 @@ export const TOOLLOG = {
   xtl_logger_destroy: { args: ["pointer"], returns: "void" },
 } as const satisfies SymbolTable;
 
+/**
+ * libxenctrl.so.4.NN (tools/include/xenctrl.h): domain information only.
+ * Its soname changes with every Xen release (LIBRARIES.xenctrl lists the
+ * versions tried); these three prototypes are the same from 4.16 to 4.21.
+ */
+export const XENCTRL = {
+  // xc_interface *xc_interface_open(xentoollog_logger *logger,
+  //                                 xentoollog_logger *dombuild_logger, unsigned open_flags)
+  xc_interface_open: { args: ["pointer", "pointer", "u32"], returns: "pointer" },
+  // int xc_interface_close(xc_interface *xch)
+  xc_interface_close: { args: ["pointer"], returns: "i32" },
+  // int xc_domain_getinfolist(xc_interface *xch, uint32_t first_domain, unsigned int max_domains,
+  //                           xc_domaininfo_t *info)
+  xc_domain_getinfolist: { args: ["pointer", "u32", "u32", "buffer"], returns: "i32" },
+} as const satisfies SymbolTable;
+
 /** libc.so.6: the few calls xenchan needs itself. */
 export const LIBC = {
   // int *__errno_location(void)
@@ -138,6 +154,21 @@ export const LIBRARIES = {
     sonames: ["libxentoollog.so.1", "libxentoollog.so"],
     envVar: "XENCHAN_LIBXENTOOLLOG",
     install: "libxentoollog1",
+  },
+  xenctrl: {
+    // Debian 12 and Ubuntu 24.04 ship 4.17 (package libxenmisc4.17); Debian 13 ships 4.20
+    // (libxenmisc4.20). The unversioned name is the libxen-dev symlink.
+    sonames: [
+      "libxenctrl.so.4.17",
+      "libxenctrl.so.4.18",
+      "libxenctrl.so.4.19",
+      "libxenctrl.so.4.20",
+      "libxenctrl.so.4.21",
+      "libxenctrl.so.4.16",
+      "libxenctrl.so",
+    ],
+    envVar: "XENCHAN_LIBXENCTRL",
+    install: "libxenmisc4.17",
   },
   libc: { sonames: ["libc.so.6"], envVar: "XENCHAN_LIBC", install: "libc6" },
 } as const;

@@ -9,7 +9,7 @@
 
 import { testHost } from "./test_host.mjs";
 import { testXen } from "./test_xen.mjs";
-import { printResults, summaryLine } from "./lib/junit.mjs";
+import { printLanes, printResults, summaryLine } from "./lib/junit.mjs";
 
 const host = await testHost();
 let xen;
@@ -21,5 +21,6 @@ try {
 }
 const all = [...host, ...xen];
 printResults("all results", all);
+printLanes(all);
 console.log(summaryLine(all));
 process.exitCode = all.some((r) => r.failed > 0) ? 1 : 0;

@@ -7,6 +7,7 @@
  * @module
  */
 import { XenUsageError } from "../core/errors.ts";
+import { checkFunction, describe } from "../core/validate.ts";
 
 interface Timer {
   readonly id: number;
@@ -29,13 +30,14 @@ export class VirtualClock {
 
   /**
    * Schedules `fn` to run once when the clock reaches now + `ms`. Returns a
-   * timer id for `clearTimer`. `ms` must be a finite number >= 0, else
-   * XenUsageError. `fn` runs inside a later `advance` call; if it throws, the
+   * timer id for `clearTimer`. `ms` must be a finite number >= 0 and `fn` a
+   * function, else XenUsageError. `fn` runs inside a later `advance` call; if it throws, the
    * exception propagates out of that `advance` (later timers stay queued).
    */
   setTimer(fn: () => void, ms: number): number {
-    if (!(Number.isFinite(ms) && ms >= 0)) {
-      throw new XenUsageError(`timer delay must be a finite number >= 0, got ${ms}`);
+    checkFunction("fn", fn);
+    if (!(typeof ms === "number" && Number.isFinite(ms) && ms >= 0)) {
+      throw new XenUsageError(`timer delay must be a finite number >= 0, got ${describe(ms)}`);
     }
     const timer = { id: ++this.#seq, due: this.#now + ms, seq: this.#seq, fn };
     this.#insert(timer);
@@ -67,8 +69,8 @@ export class VirtualClock {
    * (advance from inside a timer) throw XenUsageError, as do bad arguments.
    */
   advance(ms: number): void {
-    if (!(Number.isFinite(ms) && ms >= 0)) {
-      throw new XenUsageError(`advance needs a finite number >= 0, got ${ms}`);
+    if (!(typeof ms === "number" && Number.isFinite(ms) && ms >= 0)) {
+      throw new XenUsageError(`advance needs a finite number >= 0, got ${describe(ms)}`);
     }
     if (this.#advancing) throw new XenUsageError("VirtualClock.advance is not reentrant");
     const target = this.#now + ms;

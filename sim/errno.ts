@@ -8,7 +8,8 @@
  *
  * @module
  */
-import { callError, XenUsageError } from "../core/errors.ts";
+import { callError } from "../core/errors.ts";
+import { checkInteger } from "../core/validate.ts";
 import { DOMID_MAX } from "./constants.ts";
 
 /** A failed simulated kernel/hypervisor operation: `code` is "EINVAL", "ENOSPC", ... */
@@ -35,14 +36,10 @@ export function translate(call: string, e: unknown): unknown {
 
 /** Checks that `v` fits a C uint32_t (port, ref, count); else XenUsageError naming `what`. */
 export function checkU32(v: number, what: string): void {
-  if (!(Number.isInteger(v) && v >= 0 && v <= 0xffff_ffff)) {
-    throw new XenUsageError(`${what} must be an integer in 0..4294967295, got ${v}`);
-  }
+  checkInteger(what, v, 0, 0xffff_ffff);
 }
 
 /** Checks that `v` fits a domid_t (uint16_t); else XenUsageError naming `what`. */
 export function checkDomid(v: number, what = "domid"): void {
-  if (!(Number.isInteger(v) && v >= 0 && v <= DOMID_MAX)) {
-    throw new XenUsageError(`${what} must be an integer in 0..${DOMID_MAX}, got ${v}`);
-  }
+  checkInteger(what, v, 0, DOMID_MAX);
 }

@@ -15,6 +15,7 @@ import { DOMID_FIRST_RESERVED, DOMID_SELF, EVTCHN_RING_INITIAL } from "./constan
 import type { HandleOwner } from "./context.ts";
 import type { SimDomain, SimHandle } from "./domain.ts";
 import { checkDomid, checkU32, fail, translate } from "./errno.ts";
+import { checkInteger, checkSignal } from "../core/validate.ts";
 import type { EvtchnUser } from "./linux_kernel.ts";
 
 const UNRESTRICTED = -1;
@@ -57,6 +58,11 @@ export class SimEventChannelDriver implements EventChannelDriver, SimHandle {
     owner.attach(this);
   }
 
+  /** True once closed: by close(), the process crashing or the domain dying. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
   /** Ports bound through this handle. */
   get boundPorts(): number {
     return this.#ports.size;
@@ -68,13 +74,17 @@ export class SimEventChannelDriver implements EventChannelDriver, SimHandle {
   }
 
   /**
-   * xenevtchn_notify: EVTCHNOP_send on a port bound by this handle. ENOTCONN
-   * for any other port. Xen's own result is ignored, as Linux's
+   * xenevtchn_notify: EVTCHNOP_send on a port bound by this handle. EINVAL
+   * for a port beyond the ABI's channel count, ENOTCONN for any other port
+   * not bound here. Xen's own result is ignored, as Linux's
    * notify_remote_via_evtchn does (a VIRQ port "succeeds" and does nothing).
    */
   notify(port: number): void {
     this.#open();
     checkU32(port, "port");
+    if (port >= this.#domain.evtchn.state.portLimit) {
+      throw callError("xenevtchn_notify", "EINVAL", `port ${port} beyond the channel count`);
+    }
     if (!this.#ports.has(port)) {
       throw callError("xenevtchn_notify", "ENOTCONN", `port ${port} not bound here`);
     }
@@ -212,10 +222,12 @@ export class SimEventChannelDriver implements EventChannelDriver, SimHandle {
    * queued, else 0. It never waits: nothing can arrive while the
    * simulator's only thread would be blocked, so a timeout ends at once;
    * -1 (forever) with nothing pending throws XenUsageError, where a real
-   * single-threaded program would hang.
+   * single-threaded program would hang, as does a timeout that is not an
+   * integer from -1 to 2^31-1.
    */
   pollNow(timeoutMs = 0): number {
     this.#open();
+    checkInteger("timeoutMs", timeoutMs, -1, 0x7fffffff);
     const revents = this.#revents();
     if (revents === 0 && timeoutMs < 0) {
       throw new XenUsageError(
@@ -229,10 +241,16 @@ export class SimEventChannelDriver implements EventChannelDriver, SimHandle {
    * Resolves with POLLIN/POLLERR once ready (at once if already), with 0 when
    * `signal` aborts, and with POLLNVAL if the handle is closed meanwhile.
    * Never spins: it waits on the simulator's delivery. A closed handle
-   * rejects with ClosedHandleError.
+   * rejects with ClosedHandleError; a `signal` that is not an AbortSignal
+   * rejects with XenUsageError.
    */
   waitReadable(signal?: AbortSignal): Promise<number> {
     if (this.#closed) return Promise.reject(this.#closedError());
+    try {
+      checkSignal("signal", signal);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     const now = this.#revents();
     if (now !== 0) return Promise.resolve(now);
     if (signal?.aborted) return Promise.resolve(0);

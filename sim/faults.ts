@@ -8,6 +8,7 @@
  * @module
  */
 import { XenUsageError } from "../core/errors.ts";
+import { checkDomid, checkOptions, checkString, describe } from "../core/validate.ts";
 
 /** Which allocations `failNextAllocation` makes fail. */
 export interface AllocationFault {
@@ -38,11 +39,14 @@ export class SimFaults {
    * port bind, grant map, grant share, grant copy batch). Faults queue up and
    * are consumed in order. Bad arguments throw XenUsageError.
    */
-  failNextAllocation(fault: AllocationFault = {}): void {
+  failNextAllocation(fault?: AllocationFault): void {
+    fault = checkOptions("fault", fault);
     const left = fault.count ?? 1;
     if (!(Number.isInteger(left) && left >= 1)) {
-      throw new XenUsageError(`count must be a positive integer, got ${fault.count}`);
+      throw new XenUsageError(`count must be a positive integer, got ${describe(fault.count)}`);
     }
+    if (fault.domid !== undefined) checkDomid(fault.domid, "fault.domid");
+    if (fault.call !== undefined) checkString("fault.call", fault.call);
     this.#alloc.push({ domid: fault.domid, call: fault.call, left });
   }
 

@@ -11,7 +11,7 @@
  * @module
  */
 import type { GrantShareDriver, SharedPages, UnmapNotify } from "../core/driver.ts";
-import { callError, ClosedHandleError, XenUsageError } from "../core/errors.ts";
+import { ClosedHandleError, XenUsageError } from "../core/errors.ts";
 import type { HandleOwner } from "./context.ts";
 import type { SimDomain, SimHandle } from "./domain.ts";
 import { checkDomid, fail, translate } from "./errno.ts";
@@ -49,6 +49,11 @@ export class SimGrantShareDriver implements GrantShareDriver, SimHandle {
     owner.attach(this);
   }
 
+  /** True once closed: by close(), the process crashing or the domain dying. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
   /** Live shares and their pages. */
   get usage(): { shares: number; pages: number } {
     let pages = 0;
@@ -81,14 +86,16 @@ export class SimGrantShareDriver implements GrantShareDriver, SimHandle {
   /**
    * xengntshr_unshare: clears the notify byte, sends the notify event, and
    * ends the grants (a grantee that still maps them keeps a valid mapping).
-   * ClosedHandleError if already unshared; EINVAL for pages not shared here.
+   * XenUsageError for pages already unshared or never shared here (the FFI
+   * backend refuses both before calling the library); never fails
+   * otherwise.
    */
   unshare(shared: SharedPages): void {
     this.#open();
     const s = this.#shares.get(shared);
     if (!s) {
-      if (this.#unshared.has(shared)) throw new ClosedHandleError("grant share (already unshared)");
-      throw callError("xengntshr_unshare", "EINVAL", "not shared by this handle");
+      const why = this.#unshared.has(shared) ? "already unshared" : "not shared by this handle";
+      throw new XenUsageError(`xengntshr_unshare: ${why}`);
     }
     this.#release(s, true);
   }

@@ -16,13 +16,13 @@ import type {
   GrantTableDriver,
   UnmapNotify,
 } from "../core/driver.ts";
-import { callError, ClosedHandleError, XenUsageError } from "../core/errors.ts";
+import { ClosedHandleError, XenUsageError } from "../core/errors.ts";
 import { GNTDEV_MAP_LIMIT, GNTST, PAGE } from "./constants.ts";
 import type { HandleOwner } from "./context.ts";
 import type { SimDomain, SimHandle } from "./domain.ts";
 import { checkDomid, checkU32, fail, translate } from "./errno.ts";
 import { grantCopy } from "./grant_copy.ts";
-import { type Frame, SimForeignMemory } from "./memory.ts";
+import { type Frame, framesContiguous, SimForeignMemory } from "./memory.ts";
 import { gntstName, retryEagain } from "./paging.ts";
 import type { DomainGrantTable, GrantEntry } from "./xen_gnttab.ts";
 
@@ -70,6 +70,11 @@ export class SimGrantTableDriver implements GrantTableDriver, SimHandle {
     owner.attach(this);
   }
 
+  /** True once closed: by close(), the process crashing or the domain dying. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
   /** Live mappings and the pages they cover. */
   get usage(): { mappings: number; pages: number } {
     let pages = 0;
@@ -86,6 +91,9 @@ export class SimGrantTableDriver implements GrantTableDriver, SimHandle {
    * kernel's retry), and for a refused notification (port not bound by an
    * event channel handle in this domain; clear-byte on a read-only map).
    * ENOMEM (fault). notify needs exactly one ref (XenUsageError otherwise).
+   * XenUsageError (after every ref was accepted, then unpinned again) when
+   * the refs are not adjacent pages of one share in order: see
+   * #checkContiguous.
    * May advance the virtual clock while a paged-out frame is retried.
    */
   map(
@@ -108,6 +116,7 @@ export class SimGrantTableDriver implements GrantTableDriver, SimHandle {
         fail("ENOMEM", "gntdev_alloc_map failed (injected)");
       }
       const pins = this.#pinAll(domids, refs, !writable);
+      this.#checkContiguous(pins, domids, refs, !writable);
       if (notify) this.#takeNotify(pins, !writable, notify);
       return this.#record(pins, !writable, notify);
     } catch (e) {
@@ -117,17 +126,16 @@ export class SimGrantTableDriver implements GrantTableDriver, SimHandle {
 
   /**
    * xengnttab_unmap: clears the notify byte, unmaps, then notifies the port.
-   * ClosedHandleError for memory this handle already unmapped; EINVAL for
-   * memory it never mapped.
+   * XenUsageError for memory this handle already unmapped or never mapped
+   * (the FFI backend refuses both before calling the library); never fails
+   * otherwise.
    */
   unmap(memory: ForeignMemory): void {
     this.#open();
     const m = this.#maps.get(memory as SimForeignMemory);
     if (!m) {
-      if (this.#unmapped.has(memory)) {
-        throw new ClosedHandleError("grant mapping (already unmapped)");
-      }
-      throw callError("xengnttab_unmap", "EINVAL", "not a mapping of this handle");
+      const why = this.#unmapped.has(memory) ? "already unmapped" : "not a mapping of this handle";
+      throw new XenUsageError(`xengnttab_unmap: ${why}`);
     }
     this.#release(m, true);
   }
@@ -194,6 +202,29 @@ export class SimGrantTableDriver implements GrantTableDriver, SimHandle {
     if (failures.length === 0) return pins;
     for (const p of pins) this.#unpin(p, readonly);
     return fail("EINVAL", failures.join("; "));
+  }
+
+  /**
+   * The simulator's one refusal real Xen does not make: frames that are not
+   * adjacent pages of one share in order cannot be aliased as one `bytes`
+   * view (sim/memory.ts framesContiguous), so rather than hand out memory
+   * whose `bytes` cannot work, the map fails: unpins all, XenUsageError.
+   */
+  #checkContiguous(
+    pins: Pin[],
+    domids: readonly number[],
+    refs: readonly number[],
+    readonly: boolean,
+  ): void {
+    if (framesContiguous(pins.map((p) => p.entry.frame))) return;
+    for (const p of pins) this.#unpin(p, readonly);
+    const shown = refs.slice(0, 4).map((r, i) => `d${domids[i]} ref ${r}`).join(", ");
+    const list = refs.length > 4 ? `${shown} and ${refs.length - 4} more` : shown;
+    throw new XenUsageError(
+      `simulator limitation: ${list} are not adjacent pages of one share in order, so the ` +
+        "simulator cannot map them as one contiguous range (real Xen can); map them one at a " +
+        "time, or share them with one sharePages(count) call and map its refs in order",
+    );
   }
 
   #mapOne(domid: number, ref: number, readonly: boolean): Pin | number {

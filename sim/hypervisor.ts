@@ -16,6 +16,15 @@ import {
   negotiateAbi,
 } from "../plugins/abi/mod.ts";
 import { XenUsageError } from "../core/errors.ts";
+import {
+  checkDomid,
+  checkFunction,
+  checkInteger,
+  checkOptions,
+  checkRef,
+  checkString,
+  describe,
+} from "../core/validate.ts";
 import { VirtualClock } from "./clock.ts";
 import {
   DEFAULT_GUEST_MAX_EVTCHN_PORT,
@@ -109,7 +118,12 @@ export interface SimDomainInfo {
   readonly abi: AbiKind | "custom";
 }
 
-/** The simulated Xen host. Single-threaded; methods complete synchronously. */
+/**
+ * The simulated Xen host. Single-threaded; methods complete synchronously.
+ * Every method throws XenUsageError (naming the argument and the value) for
+ * an argument of the wrong shape: a domid that is not an integer 0..65535,
+ * null options, a non-function listener, a reason that is not a string.
+ */
 export class SimHypervisor implements SimContext {
   /** Virtual time; advance it to fire timers. */
   readonly clock: VirtualClock = new VirtualClock();
@@ -137,7 +151,8 @@ export class SimHypervisor implements SimContext {
   #listeners = new Set<(e: SimDomainEvent) => void>();
 
   /** Creates the host with dom0. Bad options throw XenUsageError. */
-  constructor(options: SimHypervisorOptions = {}) {
+  constructor(options?: SimHypervisorOptions) {
+    options = checkOptions("options", options);
     this.seed = options.seed ?? 1;
     if (options.allocation === "random") this.#prng = new Prng(this.seed);
     this.#nextFd = options.fdBase ?? 1 << 20;
@@ -150,7 +165,7 @@ export class SimHypervisor implements SimContext {
       quotas: options.xenstoreQuotas,
       domainExists: (domid) => this.domain(domid) !== undefined,
     });
-    this.#add(0, options.dom0 ?? {});
+    this.#add(0, checkOptions("options.dom0", options.dom0));
     this.xenstore.introduceDomain(0);
   }
 
@@ -170,7 +185,8 @@ export class SimHypervisor implements SimContext {
    * wrapping below DOMID_FIRST_RESERVED. XenUsageError for bad limits or
    * when every domid is in use.
    */
-  createDomain(options: DomainOptions = {}): number {
+  createDomain(options?: DomainOptions): number {
+    options = checkOptions("options", options);
     for (let i = 1; i < DOMID_FIRST_RESERVED; i++) {
       const domid = ((this.#rover + i - 1) % (DOMID_FIRST_RESERVED - 1)) + 1;
       if (this.#domains.has(domid)) continue;
@@ -191,8 +207,12 @@ export class SimHypervisor implements SimContext {
    */
   shutdown(domid: number, reason: ShutdownReason = "poweroff"): boolean {
     const d = this.#live(domid);
-    const reasonCode = SHUTDOWN_REASONS[reason];
-    if (reasonCode === undefined) throw new XenUsageError(`unknown shutdown reason ${reason}`);
+    const reasonCode = Object.hasOwn(SHUTDOWN_REASONS, checkString("reason", reason))
+      ? SHUTDOWN_REASONS[reason]
+      : undefined;
+    if (reasonCode === undefined) {
+      throw new XenUsageError(`unknown shutdown reason ${describe(reason)}`);
+    }
     if (d.state !== "running") return false;
     d.state = "shutdown";
     d.shutdownReason = reason;
@@ -212,7 +232,7 @@ export class SimHypervisor implements SimContext {
    * unknown domain.
    */
   destroy(domid: number): void {
-    if (domid === 0) throw new XenUsageError("dom0 cannot be destroyed");
+    if (checkDomid(domid) === 0) throw new XenUsageError("dom0 cannot be destroyed");
     const d = this.#live(domid);
     d.kill();
     this.#domains.delete(domid);
@@ -239,9 +259,7 @@ export class SimHypervisor implements SimContext {
   /** Fires VIRQ `virq` (0..23) in the domain; returns false if no port is bound to it. */
   raiseVirq(domid: number, virq: number): boolean {
     const d = this.#live(domid);
-    if (!(Number.isInteger(virq) && virq >= 0 && virq < NR_VIRQS)) {
-      throw new XenUsageError(`virq must be an integer in 0..${NR_VIRQS - 1}`);
-    }
+    checkInteger("virq", virq, 0, NR_VIRQS - 1);
     return d.evtchn.raiseVirq(virq);
   }
 
@@ -251,7 +269,7 @@ export class SimHypervisor implements SimContext {
    * still run and the first exception is rethrown to the caller.
    */
   onDomainEvent(listener: (e: SimDomainEvent) => void): () => void {
-    this.#listeners.add(listener);
+    this.#listeners.add(checkFunction("listener", listener));
     return () => this.#listeners.delete(listener);
   }
 
@@ -262,7 +280,7 @@ export class SimHypervisor implements SimContext {
 
   /** State of a live domain, or undefined once destroyed (or never created). */
   domainInfo(domid: number): SimDomainInfo | undefined {
-    const d = this.#domains.get(domid);
+    const d = this.#domains.get(checkDomid(domid));
     if (!d || d.state === "dying") return undefined;
     const abi = this.#abis.get(domid) ?? "custom";
     return d.state === "shutdown"
@@ -302,8 +320,9 @@ export class SimHypervisor implements SimContext {
    * XenUsageError for a ref not in use or a frame that is mapped (Xen cannot
    * nominate a page with extra references).
    */
-  pageOut(domid: number, ref: number, options: { pageInAfterMs?: number } = {}): void {
-    const e = this.#live(domid).grants.entry(ref);
+  pageOut(domid: number, ref: number, options?: { pageInAfterMs?: number }): void {
+    options = checkOptions("options", options);
+    const e = this.#live(domid).grants.entry(checkRef(ref, "ref"));
     if (!e) throw new XenUsageError(`d${domid} has no grant ref ${ref}`);
     if (e.frame.mapCount > 0) {
       throw new XenUsageError(`frame of ref ${ref} is mapped; cannot page out`);
@@ -317,7 +336,7 @@ export class SimHypervisor implements SimContext {
 
   /** Pages the frame behind `ref` of `domid` back in. XenUsageError for a ref not in use. */
   pageIn(domid: number, ref: number): void {
-    const e = this.#live(domid).grants.entry(ref);
+    const e = this.#live(domid).grants.entry(checkRef(ref, "ref"));
     if (!e) throw new XenUsageError(`d${domid} has no grant ref ${ref}`);
     e.frame.pagedOut = false;
   }
@@ -382,7 +401,7 @@ export class SimHypervisor implements SimContext {
   }
 
   #live(domid: number): SimDomain {
-    const d = this.domain(domid);
+    const d = this.domain(checkDomid(domid));
     if (!d) throw new XenUsageError(`no live domain ${domid}`);
     return d;
   }

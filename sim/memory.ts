@@ -3,9 +3,10 @@
  * ForeignMemory objects handed to callers.
  *
  * Every share (one gntalloc allocation of `count` pages) is one ArrayBuffer,
- * so the sharer's `bytes` is a real contiguous view and a mapping of adjacent
- * frames of one share can be too. A mapping's views alias the sharer's
- * buffer, so writes on either side are seen by the other at once.
+ * so the sharer's `bytes` is a real contiguous view, and so is a mapping's:
+ * the simulator only maps adjacent frames of one share (framesContiguous).
+ * A mapping's views alias the sharer's buffer, so writes on either side are
+ * seen by the other at once.
  *
  * The detach limitation (pure JavaScript cannot do better): an ArrayBuffer
  * can only be detached as a whole, which would also kill every other party's
@@ -72,11 +73,23 @@ export class Frame {
 }
 
 /**
- * ForeignMemory over a list of frames. `pages[i]` aliases frame i; `bytes`
- * is one view when the frames are adjacent pages of one share in order, and
- * otherwise its getter throws XenUsageError (a simulator limitation allowed
- * by core/driver.ts). After `detach` both getters return zero-length
- * views (see the module comment for views obtained before).
+ * Whether `frames` are adjacent pages of one share, in order: the only frame
+ * lists one ArrayBuffer view can cover. Memory is one ArrayBuffer per share
+ * (so that freeing a share can detach every view of it), and JavaScript has
+ * no way to make one typed array span two buffers, or two distant parts of
+ * one buffer, while still aliasing them; a copy would not alias. So the
+ * gntdev model refuses other frame lists at map time (sim/gnttab_driver.ts).
+ */
+export function framesContiguous(frames: readonly Frame[]): boolean {
+  const first = frames[0];
+  return frames.every((f, i) => f.store === first.store && f.index === first.index + i);
+}
+
+/**
+ * ForeignMemory over adjacent frames of one share (framesContiguous).
+ * `pages[i]` aliases frame i and `bytes` all of them; neither getter throws.
+ * After `detach` both return zero-length views (see the module comment for
+ * views obtained before).
  */
 export class SimForeignMemory implements ForeignMemory {
   readonly count: number;
@@ -84,16 +97,18 @@ export class SimForeignMemory implements ForeignMemory {
   #pages?: readonly Uint8Array[];
   #bytes?: Uint8Array;
   #detached = false;
-  readonly #contiguous: boolean;
 
-  /** Wraps `frames` (at least one) with the opaque identity `address`. */
+  /**
+   * Wraps `frames` (at least one, framesContiguous) with the opaque identity
+   * `address`. Throws XenUsageError for frames that are not contiguous (the
+   * drivers check first, so this never reaches a caller).
+   */
   constructor(frames: readonly Frame[], readonly address: bigint) {
+    if (frames.length === 0 || !framesContiguous(frames)) {
+      throw new XenUsageError("SimForeignMemory needs adjacent frames of one share, in order");
+    }
     this.count = frames.length;
     this.#frames = frames;
-    const first = frames[0];
-    this.#contiguous = frames.every((f, i) =>
-      f.store === first.store && f.index === first.index + i
-    );
   }
 
   /** The frames, in mapping order (simulator internal). */
@@ -113,19 +128,9 @@ export class SimForeignMemory implements ForeignMemory {
     return this.#pages;
   }
 
-  /**
-   * All pages as one view; zero-length after detach. Throws XenUsageError
-   * when the frames are not adjacent pages of one share (the simulator cannot
-   * alias scattered pages contiguously; use `pages`).
-   */
+  /** All pages as one view; zero-length after detach. Throws nothing. */
   get bytes(): Uint8Array {
     if (this.#detached) return new Uint8Array(0);
-    if (!this.#contiguous) {
-      throw new XenUsageError(
-        "simulator limitation: these grant refs are not adjacent pages of one share, so no " +
-          "contiguous view exists; use `pages` (real Xen maps them contiguously)",
-      );
-    }
     if (!this.#bytes) {
       const first = this.#frames[0];
       this.#bytes = first.store.freed

@@ -53,5 +53,5 @@ export function gntstName(status: number): string {
   for (const [name, value] of Object.entries(GNTST)) {
     if (value === status) return `GNTST_${name}`;
   }
-  return `GNTST(${status})`;
+  return `GNTST(${String(status)})`;
 }

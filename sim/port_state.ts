@@ -14,6 +14,7 @@
  * @module
  */
 import { callError, XenUsageError } from "../core/errors.ts";
+import { checkFunction, checkInteger } from "../core/validate.ts";
 
 /** `setPending` / `unmask` result when no vCPU needs an upcall. */
 export const NO_UPCALL = -1;
@@ -77,9 +78,7 @@ export class QueuePortState implements PortEventState {
 
   /** Creates the state for ports 1..portLimit-1 (portLimit 2..2^20, else XenUsageError). */
   constructor(portLimit: number) {
-    if (!(Number.isInteger(portLimit) && portLimit >= 2 && portLimit <= 1 << 20)) {
-      throw new XenUsageError(`portLimit must be an integer in 2..${1 << 20}, got ${portLimit}`);
-    }
+    checkInteger("portLimit", portLimit, 2, 1 << 20);
     this.portLimit = portLimit;
     this.#flags = new Uint8Array(portLimit).fill(MASKED);
   }
@@ -129,7 +128,8 @@ export class QueuePortState implements PortEventState {
 
   /** See PortEventState.scan. Nested scans throw XenUsageError; vCPU must be 0 (ENOENT). */
   scan(vcpu: number, deliver: (port: number) => void): number {
-    if (vcpu !== 0) throw callError("scan", "ENOENT", `vCPU ${vcpu} (one vCPU)`);
+    checkFunction("deliver", deliver);
+    if (vcpu !== 0) throw callError("scan", "ENOENT", `vCPU ${String(vcpu)} (one vCPU)`);
     if (this.#scanning) throw new XenUsageError("nested scan of vCPU 0");
     this.#scanning = true;
     let delivered = 0;
@@ -160,7 +160,8 @@ export class QueuePortState implements PortEventState {
   }
 
   #check(port: number): void {
-    if (!(port >= 1 && port < this.portLimit && (port | 0) === port)) {
+    if (!(typeof port === "number" && port >= 1 && port < this.portLimit && (port | 0) === port)) {
+      if (typeof port !== "number") checkInteger("port", port, 1, this.portLimit - 1);
       throw callError("evtchn_port", "EINVAL", `port ${port} outside 1..${this.portLimit - 1}`);
     }
   }

@@ -13,6 +13,7 @@
  *   plugins/abi/       event delivery ABIs
  *   sim/               the simulated hypervisor (core and the ABIs only)
  *   plugins/osevent/, plugins/doorbell/   pluggable parts over core and ffi/mod.ts
+ *   plugins/vchan/     vchan over the public handles and a XenStore connection (core only)
  *   mod.ts             the public API
  *   cli.ts, cli/, bench/                  users of the public API
  *   tests/             may import anything but scripts/ (which imports nothing of ours)
@@ -32,6 +33,7 @@ const ENTRY_POINTS = [
   "plugins/abi/mod.ts",
   "plugins/osevent/mod.ts",
   "plugins/doorbell/mod.ts",
+  "plugins/vchan/mod.ts",
 ];
 
 interface Rule {
@@ -52,6 +54,7 @@ export const LAYER_RULES: readonly Rule[] = [
     mayImport: ["plugins/osevent/", "core/", "ffi/mod.ts", "plugins/abi/mod.ts"],
   },
   { layer: "plugins/doorbell/", mayImport: ["plugins/doorbell/", "core/", "ffi/mod.ts"] },
+  { layer: "plugins/vchan/", mayImport: ["plugins/vchan/", "core/"] },
   {
     layer: "mod.ts",
     mayImport: ["core/", "ffi/mod.ts", ...ENTRY_POINTS.filter((e) => e !== "mod.ts")],
@@ -66,7 +69,7 @@ export const LAYER_RULES: readonly Rule[] = [
   { layer: "scripts/", mayImport: ["scripts/"] },
 ];
 
-const SKIP_DIRS = new Set(["node_modules", ".git", ".xen", "out"]);
+const SKIP_DIRS = new Set(["node_modules", ".git", ".xen", "out", "dist"]);
 
 function sourceFiles(dir: string): string[] {
   const found: string[] = [];
@@ -153,4 +156,18 @@ test("layering: the checker itself catches an upward import", () => {
   assert.equal(allowed(cli, "ffi/backend.ts"), false, "the CLI goes through mod.ts");
   const parsed = importsOf(join(ROOT, "mod.ts"));
   assert.ok(parsed.includes("core/errors.ts"), `mod.ts imports read as ${parsed.join(", ")}`);
+});
+
+test("layering: README.md's Layout table names every layer of LAYER_RULES", () => {
+  const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+  const section = readme.match(/^## Layout\n([\s\S]*?)(?=^## )/m)?.[1];
+  assert.ok(section, "README.md has no Layout section");
+  assert.match(section, /tests\/layering\.test\.ts/);
+  const rows = section.split("\n").filter((line) => line.startsWith("| `"));
+  for (const { layer } of LAYER_RULES) {
+    assert.ok(
+      rows.some((row) => row.split("|")[1].includes(`\`${layer}\``)),
+      `layer ${layer} is missing from README.md's Layout table`,
+    );
+  }
 });

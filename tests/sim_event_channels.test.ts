@@ -164,8 +164,9 @@ describe("sim event channels: delivery and masking", () => {
     assert.equal(b.pollNow(), 0);
   });
 
-  it("notify: ENOTCONN for ports not bound by this handle; a VIRQ port succeeds silently", () => {
+  it("notify: EINVAL beyond the channel count, ENOTCONN for ports not bound here; VIRQ silent", () => {
     const { hv, a, b, pa, pb } = connect();
+    assert.throws(() => b.notify(131_072), code("xenevtchn_notify", "EINVAL"));
     assert.throws(() => b.notify(pb + 1), code("xenevtchn_notify", "ENOTCONN"));
     assert.throws(() => a.notify(4000), code("xenevtchn_notify", "ENOTCONN"));
     const other = hv.backend(0).openEventChannels();

@@ -247,7 +247,7 @@ describe("sim: virtual clock", () => {
 });
 
 describe("sim: hygiene", () => {
-  it("sim/ imports only its own modules, core/{driver,errors,xenstore/*}.ts and the pure ABIs", () => {
+  it("sim/ imports only its own modules, core/{driver,errors,validate,xenstore/*}.ts and the pure ABIs", () => {
     const dir = fileURLToPath(new URL("../sim/", import.meta.url));
     const files = readdirSync(dir, { recursive: true })
       .map(String)
@@ -260,7 +260,7 @@ describe("sim: hygiene", () => {
       assert.doesNotMatch(src, /from "node:/, `${f} imports a node: module`);
       const up = f.includes("/") ? "\\.\\./\\.\\." : "\\.\\.";
       const below = new RegExp(
-        `^${up}/(core/(driver|errors|xenstore/[a-z_]+)|plugins/abi/mod)\\.ts$`,
+        `^${up}/(core/(driver|errors|validate|xenstore/[a-z_]+)|plugins/abi/mod)\\.ts$`,
       );
       for (const [, spec] of src.matchAll(/from "([^"]+)"/g)) {
         assert.ok(

@@ -28,7 +28,7 @@
  * @module
  */
 import { XenUsageError } from "../errors.ts";
-import { checkInteger } from "../validate.ts";
+import { checkFunction, checkInteger, checkOptions, checkSignal } from "../validate.ts";
 import { XenStoreError } from "./errors.ts";
 import {
   checkPermissions,
@@ -162,12 +162,6 @@ function describe(value: unknown): string {
   }
   if (typeof value === "bigint") return `${value}n`;
   return String(value);
-}
-
-function isAbortSignal(value: unknown): value is AbortSignal {
-  return typeof value === "object" && value !== null &&
-    typeof (value as AbortSignal).aborted === "boolean" &&
-    typeof (value as AbortSignal).addEventListener === "function";
 }
 
 /**
@@ -310,15 +304,11 @@ export class XenStore implements XenStoreOperations, Disposable, AsyncDisposable
    */
   watch(
     path: string,
-    options: XenStoreWatchOptions = {},
+    options?: XenStoreWatchOptions,
   ): AsyncIterableIterator<XenStoreWatchEvent> {
     checkPath(path, "path", true);
-    if (typeof options !== "object" || options === null) {
-      throw new XenUsageError(`options must be an object, got ${String(options)}`);
-    }
-    if (options.signal !== undefined && !isAbortSignal(options.signal)) {
-      throw new XenUsageError(`signal must be an AbortSignal, got ${String(options.signal)}`);
-    }
+    options = checkOptions("options", options);
+    checkSignal("signal", options.signal);
     let token: string;
     if (options.token !== undefined) {
       if (
@@ -372,14 +362,12 @@ export class XenStore implements XenStoreOperations, Disposable, AsyncDisposable
    */
   async transaction<T>(
     body: (tx: XenStoreTransaction) => Promise<T> | T,
-    options: XenStoreTransactionOptions = {},
+    options?: XenStoreTransactionOptions,
   ): Promise<T> {
-    if (typeof body !== "function") {
-      throw new XenUsageError(`body must be a function, got ${String(body)}`);
-    }
+    checkFunction("body", body);
     const maxAttempts = checkInteger(
       "maxAttempts",
-      options.maxAttempts ?? DEFAULT_TRANSACTION_ATTEMPTS,
+      checkOptions("options", options).maxAttempts ?? DEFAULT_TRANSACTION_ATTEMPTS,
       1,
       1000,
     );

@@ -13,6 +13,7 @@
  * @module
  */
 import { XenUsageError } from "../../core/errors.ts";
+import { checkBoolean, checkFunction } from "../../core/validate.ts";
 import {
   type AbiMemoryLayout,
   computeLayout,
@@ -124,6 +125,7 @@ export abstract class AbiBase implements EventAbi {
   /** See EventAbi.setUpcallMask. */
   setUpcallMask(vcpu: number, masked: boolean): boolean {
     checkAbiVcpu("vcpu_info", vcpu, this.vcpus);
+    checkBoolean("masked", masked);
     this.u8[this.layout.vcpuInfo[vcpu] + this.si.upcallMask] = masked ? 1 : 0;
     return !masked && this.u8[this.upcallOff[vcpu]] !== 0;
   }
@@ -142,6 +144,7 @@ export abstract class AbiBase implements EventAbi {
   /** See EventAbi.scan. */
   scan(vcpu: number, deliver: DeliverFn, budget: number = Infinity): number {
     checkAbiVcpu("xen_evtchn_do_upcall", vcpu, this.vcpus);
+    checkFunction("deliver", deliver);
     checkBudget(budget);
     if (this.inScan[vcpu] !== 0) {
       throw new XenUsageError(`scan of vCPU ${vcpu} re-entered from its own deliver callback`);

@@ -31,6 +31,7 @@
  * @module
  */
 import { callError } from "../../core/errors.ts";
+import { checkInteger } from "../../core/validate.ts";
 import { AbiBase, type AbiParams, checkBindVcpu } from "./base.ts";
 import {
   FIFO,
@@ -190,6 +191,7 @@ export class FifoAbi extends AbiBase {
   setPriority(port: number, priority: number): void {
     checkAbiPort("EVTCHNOP_set_priority", port, this.portLimit);
     if (!(Number.isInteger(priority) && priority >= 0 && priority <= FIFO.PRIORITY_MIN)) {
+      if (typeof priority !== "number") checkInteger("priority", priority, 0, FIFO.PRIORITY_MIN);
       throw callError("EVTCHNOP_set_priority", "EINVAL", `priority ${priority} outside 0..15`);
     }
     this.prio[port] = priority;

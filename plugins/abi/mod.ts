@@ -12,6 +12,7 @@
  * @module
  */
 import { XenUsageError } from "../../core/errors.ts";
+import { checkArray, checkBoolean, checkOptions, describe } from "../../core/validate.ts";
 import type { AbiParams } from "./base.ts";
 import { FifoAbi } from "./fifo.ts";
 import { FIFO, nrChannels2l, nrChannels3l, type WordBits } from "./layout.ts";
@@ -52,7 +53,7 @@ export const DEFAULT_ABI: AbiKind = "fifo";
  */
 export function abiMaxPorts(kind: AbiKind, wordBits: WordBits = 64): number {
   if (wordBits !== 64 && wordBits !== 32) {
-    throw new XenUsageError(`wordBits must be 64 or 32, got ${String(wordBits)}`);
+    throw new XenUsageError(`wordBits must be 64 or 32, got ${describe(wordBits)}`);
   }
   switch (kind) {
     case "2l":
@@ -62,7 +63,7 @@ export function abiMaxPorts(kind: AbiKind, wordBits: WordBits = 64): number {
     case "fifo":
       return FIFO.NR_CHANNELS;
     default:
-      throw new XenUsageError(`unknown event ABI ${String(kind)}`);
+      throw new XenUsageError(`unknown event ABI ${describe(kind)}: use "2l", "3l" or "fifo"`);
   }
 }
 
@@ -73,17 +74,20 @@ export function abiMaxPorts(kind: AbiKind, wordBits: WordBits = 64): number {
  * wordBits other than 64/32, vcpus outside 1..MAX_VCPUS, maxPorts outside
  * 2..abiMaxPorts(kind, wordBits), or a big-endian host.
  */
-export function createAbi(kind: AbiKind, opts: AbiOptions = {}): EventAbi {
+export function createAbi(kind: AbiKind, opts?: AbiOptions): EventAbi {
+  opts = checkOptions("opts", opts);
   const wordBits = opts.wordBits ?? 64;
   const max = abiMaxPorts(kind, wordBits);
   const vcpus = opts.vcpus ?? 1;
   if (!Number.isInteger(vcpus) || vcpus < 1 || vcpus > MAX_VCPUS) {
-    throw new XenUsageError(`vcpus must be an integer from 1 to ${MAX_VCPUS}, got ${vcpus}`);
+    throw new XenUsageError(
+      `vcpus must be an integer from 1 to ${MAX_VCPUS}, got ${describe(vcpus)}`,
+    );
   }
   let ports = opts.maxPorts ?? max;
   if (!Number.isInteger(ports) || ports < 2 || ports > max) {
     throw new XenUsageError(
-      `maxPorts must be an integer from 2 to ${max} for ${kind}, got ${ports}`,
+      `maxPorts must be an integer from 2 to ${max} for ${kind}, got ${describe(ports)}`,
     );
   }
   if (kind === "fifo") {
@@ -92,7 +96,10 @@ export function createAbi(kind: AbiKind, opts: AbiOptions = {}): EventAbi {
   if (!hostIsLittleEndian()) {
     throw new XenUsageError("the event ABIs need a little-endian host (x86 or Arm), as Xen does");
   }
-  const p: AbiParams = { wordBits, vcpus, ports, initiallyMasked: opts.initiallyMasked ?? true };
+  const initiallyMasked = opts.initiallyMasked === undefined
+    ? true
+    : checkBoolean("opts.initiallyMasked", opts.initiallyMasked);
+  const p: AbiParams = { wordBits, vcpus, ports, initiallyMasked };
   switch (kind) {
     case "2l":
       return new TwoLevelAbi(p);
@@ -110,14 +117,14 @@ export function createAbi(kind: AbiKind, opts: AbiOptions = {}): EventAbi {
  * xen_evtchn_fifo_init: EVTCHNOP_init_control failing (FIFO not in
  * `hypervisorSupports`) means 2L; for 3L, the RFC's
  * EVTCHNOP_register_extended failing means 2L. Pure; throws XenUsageError
- * for an unknown kind.
+ * for an unknown kind or a `hypervisorSupports` that is not an array.
  */
 export function negotiateAbi(
   preferred: AbiKind = DEFAULT_ABI,
   hypervisorSupports: readonly AbiKind[] = ["2l", "fifo"],
 ): AbiKind {
   abiMaxPorts(preferred); // validates the kind
-  for (const k of hypervisorSupports) abiMaxPorts(k);
+  for (const k of checkArray("hypervisorSupports", hypervisorSupports)) abiMaxPorts(k);
   return preferred === "2l" || hypervisorSupports.includes(preferred) ? preferred : "2l";
 }
 

@@ -19,6 +19,7 @@
  * @module
  */
 import { callError, XenUsageError } from "../../core/errors.ts";
+import { checkInteger, describe } from "../../core/validate.ts";
 import type { AbiMemoryLayout, WordBits } from "./layout.ts";
 
 /** Which ABI: "2l" (default Xen ABI), "3l" (never merged RFC), "fifo" (Xen 4.4+). */
@@ -167,29 +168,42 @@ export interface EventAbi {
  * engines inline it into the hot paths; the throw lives in badPort.
  */
 export function checkAbiPort(call: string, port: number, limit: number): void {
-  if (!(port >= 1 && port < limit && (port | 0) === port)) badPort(call, port, limit);
+  if (!(typeof port === "number" && port >= 1 && port < limit && (port | 0) === port)) {
+    badPort(call, port, limit);
+  }
 }
 
+/** A number out of range is Xen's EINVAL; anything but a number is a XenUsageError. */
 function badPort(call: string, port: number, limit: number): never {
+  if (typeof port !== "number") checkInteger("port", port, 1, limit - 1);
   throw callError(call, "EINVAL", `port ${port} outside 1..${limit - 1}`);
 }
 
 /** Throws XenCallError(call, ENOENT) unless 0 <= vcpu < vcpus (Xen's domain_vcpu() check). */
 export function checkAbiVcpu(call: string, vcpu: number, vcpus: number): void {
-  if (!(vcpu >= 0 && vcpu < vcpus && (vcpu | 0) === vcpu)) badVcpu(call, vcpu, vcpus);
+  if (!(typeof vcpu === "number" && vcpu >= 0 && vcpu < vcpus && (vcpu | 0) === vcpu)) {
+    badVcpu(call, vcpu, vcpus);
+  }
 }
 
+/** As badPort: a non-number is a XenUsageError. */
 function badVcpu(call: string, vcpu: number, vcpus: number): never {
+  if (typeof vcpu !== "number") checkInteger("vcpu", vcpu, 0, vcpus - 1);
   throw callError(call, "ENOENT", `vCPU ${vcpu} outside 0..${vcpus - 1}`);
 }
 
 /** Throws XenUsageError unless budget is a non-negative integer or Infinity. */
 export function checkBudget(budget: number): void {
-  if (!(budget === Infinity || (budget >= 0 && Math.floor(budget) === budget))) badBudget(budget);
+  if (
+    !(budget === Infinity ||
+      (typeof budget === "number" && budget >= 0 && Math.floor(budget) === budget))
+  ) badBudget(budget);
 }
 
 function badBudget(budget: number): never {
-  throw new XenUsageError(`scan budget must be a non-negative integer or Infinity, got ${budget}`);
+  throw new XenUsageError(
+    `scan budget must be a non-negative integer or Infinity, got ${describe(budget)}`,
+  );
 }
 
 /** Returns true iff the host stores a Uint32Array little-endian (all Xen hosts do). */

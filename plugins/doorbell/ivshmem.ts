@@ -14,7 +14,7 @@
  * @module
  */
 import { ClosedHandleError, XenUsageError } from "../../core/errors.ts";
-import { checkInteger } from "../../core/validate.ts";
+import { checkInteger, checkOptions } from "../../core/validate.ts";
 import type { DoorbellNotifier } from "./notifier.ts";
 import { type AccessSize, MemoryRegion, type WriteResult } from "./region.ts";
 
@@ -75,10 +75,12 @@ export class IvshmemDoorbell implements Disposable {
   #closed = false;
 
   /**
-   * Creates the device with no peers. Throws XenUsageError for a position
-   * outside 0..0xffff or callbacks that are not functions.
+   * Creates the device with no peers. Throws XenUsageError for options
+   * that are not an object, a position outside 0..0xffff or callbacks that
+   * are not functions.
    */
-  constructor(options: IvshmemOptions = {}) {
+  constructor(options?: IvshmemOptions) {
+    options = checkOptions("options", options);
     this.position = checkInteger("position", options.position ?? 0, 0, IVSHMEM_MAX_ID);
     const onWrite = options.onWrite ?? (() => {});
     const onRead = options.onRead ?? (() => 0n);

@@ -5,7 +5,8 @@
  *
  * @module
  */
-import { ClosedHandleError, XenUsageError } from "../../core/errors.ts";
+import { ClosedHandleError } from "../../core/errors.ts";
+import { checkBigint, checkBoolean, checkOptions, checkWaitOptions } from "../../core/validate.ts";
 import type { NotifierWaitOptions, WaitableNotifier } from "./notifier.ts";
 
 /** The largest counter value an eventfd holds: 2^64 - 2. */
@@ -42,16 +43,18 @@ export class SimNotifier implements WaitableNotifier {
   #closed = false;
   readonly #waiters: Waiter[] = [];
 
-  /** Creates the notifier. Throws XenUsageError for an initial value out of range. */
-  constructor(options: SimNotifierOptions = {}) {
+  /**
+   * Creates the notifier. Throws XenUsageError for options that are not an
+   * object, an initial value that is not a bigint in range, or a
+   * non-boolean semaphore.
+   */
+  constructor(options?: SimNotifierOptions) {
+    options = checkOptions("options", options);
     const initial = options.initial ?? 0n;
-    if (typeof initial !== "bigint" || initial < 0n || initial > COUNTER_MAX) {
-      throw new XenUsageError(
-        `initial counter must be a bigint in 0n..${COUNTER_MAX}n, got ${String(initial)}`,
-      );
-    }
-    this.#counter = initial;
-    this.semaphore = options.semaphore ?? false;
+    this.#counter = checkBigint("options.initial", initial, 0n, COUNTER_MAX);
+    this.semaphore = options.semaphore === undefined
+      ? false
+      : checkBoolean("options.semaphore", options.semaphore);
   }
 
   /** Whether close() has run. */
@@ -113,10 +116,12 @@ export class SimNotifier implements WaitableNotifier {
 
   /**
    * Waits for a non-zero counter and consumes it. Rejects with the signal's
-   * reason on abort, ClosedHandleError if closed before or during the wait.
+   * reason on abort, ClosedHandleError if closed before or during the wait,
+   * XenUsageError for options that are not `{ signal?: AbortSignal }`.
    */
-  wait(options: NotifierWaitOptions = {}): Promise<bigint> {
+  wait(options?: NotifierWaitOptions): Promise<bigint> {
     try {
+      options = checkWaitOptions("options", options);
       this.#live();
       options.signal?.throwIfAborted();
     } catch (error) {

@@ -35,6 +35,16 @@
  */
 import { ClosedHandleError, XenUsageError } from "../../core/errors.ts";
 import {
+  checkFiniteNumber,
+  checkFunction,
+  checkInteger,
+  checkObject,
+  checkOptions,
+  checkString,
+  checkWaitOptions,
+  describe,
+} from "../../core/validate.ts";
+import {
   type DiskEjectEnable,
   type DomainDeathEnable,
   DomainEvents,
@@ -79,6 +89,16 @@ export interface EventContextOptions {
   readonly clock?: Clock;
   /** Where DOMAIN_SHUTDOWN / DOMAIN_DEATH / DISK_EJECT come from (e.g. simDomainSource(hv)). */
   readonly domains?: DomainEventSource;
+  /**
+   * The error sink: receives every exception that has no caller to go to,
+   * namely what the application's hooks (fdDeregister) or the domain
+   * source's unsubscribe throw while the context closes or fails, and what
+   * eventOccurs throws outside any dispatching call. Called synchronously,
+   * once per exception; an exception it throws itself is dropped. Default:
+   * console.error with a "xenchan:" prefix. Never fatal: closing a context
+   * must not end the process.
+   */
+  readonly onError?: (error: unknown) => void;
 }
 
 /**
@@ -101,7 +121,8 @@ export interface EventCallbacks {
    * afterpoll / occurredFd / occurredTimeout or a built-in loop), so it MAY
    * call the context, including close(). If it throws, the remaining events
    * are still delivered and the first exception is rethrown from that
-   * dispatching call (or reported with reportError when there is none).
+   * dispatching call (or passed to the context's onError sink when there
+   * is none).
    */
   readonly eventOccurs?: (event: XenEvent) => void;
   /** See the module comment. Without it disasters are fatal to the context. */
@@ -146,6 +167,7 @@ export class EventContext implements Disposable, AsyncDisposable {
   #inDisaster = false;
   #closed = false;
   #failure: DisasterError | null = null;
+  readonly #onError: (error: unknown) => void;
 
   /**
    * Creates a context (libxl_ctx_alloc). Subscribes to `options.domains`
@@ -153,9 +175,16 @@ export class EventContext implements Disposable, AsyncDisposable {
    * the source's subscribe throws. The caller owns the context: close it
    * (or `using`).
    */
-  constructor(options: EventContextOptions = {}) {
+  constructor(options?: EventContextOptions) {
+    options = checkOptions("options", options);
     const clock = options.clock ?? SYSTEM_CLOCK;
-    if (typeof clock?.now !== "function") throw new XenUsageError("clock must have a now() method");
+    if (typeof (clock as Partial<Clock> | null)?.now !== "function") {
+      throw new XenUsageError(`options.clock must have a now() method, got ${describe(clock)}`);
+    }
+    if (options.domains !== undefined) checkDomainSource(options.domains);
+    this.#onError = options.onError === undefined
+      ? logError
+      : checkFunction("options.onError", options.onError);
     this.#clock = clock;
     this.#registry = new OsEventRegistry(clock);
     const sink: EventSink = {
@@ -196,6 +225,7 @@ export class EventContext implements Disposable, AsyncDisposable {
    */
   beforepoll(fds: PollFds, timeout = -1, now: number = this.#clock.now()): BeforePollResult {
     this.#enter();
+    checkFiniteNumber("now", now);
     return this.#registry.beforepoll(fds, timeout, now);
   }
 
@@ -211,6 +241,8 @@ export class EventContext implements Disposable, AsyncDisposable {
    */
   afterpoll(fds: PollFds, now: number = this.#clock.now(), nfds?: number): void {
     this.#enter();
+    checkFiniteNumber("now", now);
+    if (nfds !== undefined) checkInteger("nfds", nfds, 0, 0x7fffffff);
     this.#dispatch(() => this.#registry.afterpoll(fds, now, nfds));
   }
 
@@ -270,7 +302,7 @@ export class EventContext implements Disposable, AsyncDisposable {
    */
   eventCheck(typemask: number, selector?: EventSelector): XenEvent | null {
     this.#enter();
-    return this.#queue.take(checkMask(typemask), selector);
+    return this.#queue.take(checkMask(typemask), checkSelector(selector));
   }
 
   /**
@@ -292,7 +324,8 @@ export class EventContext implements Disposable, AsyncDisposable {
     this.#enter();
     const mask = checkMask(typemask);
     if (mask === 0) throw new XenUsageError("eventWait: typemask selects no event type");
-    const signal = options.signal;
+    checkSelector(selector);
+    const { signal } = checkWaitOptions("options", options);
     signal?.throwIfAborted();
     const found = this.#queue.take(mask, selector);
     if (found) return found;
@@ -331,8 +364,11 @@ export class EventContext implements Disposable, AsyncDisposable {
   async *events(
     typemask: number,
     selector?: EventSelector,
-    options: EventWaitOptions = {},
+    options?: EventWaitOptions,
   ): AsyncGenerator<XenEvent, void, undefined> {
+    options = checkWaitOptions("options", options);
+    checkMask(typemask);
+    checkSelector(selector);
     for (;;) {
       if (this.#closed || options.signal?.aborted) return;
       let event: XenEvent;
@@ -356,7 +392,7 @@ export class EventContext implements Disposable, AsyncDisposable {
    */
   registerCallbacks(callbacks: EventCallbacks): void {
     this.#enter();
-    const { eventOccurs, disaster } = callbacks ?? {};
+    const { eventOccurs, disaster } = checkObject("callbacks", callbacks);
     if (eventOccurs !== undefined && typeof eventOccurs !== "function") {
       throw new XenUsageError("eventOccurs must be a function");
     }
@@ -436,9 +472,11 @@ export class EventContext implements Disposable, AsyncDisposable {
    */
   watchEventChannels(
     handle: PendingPortSource,
-    options: EventChannelWatchOptions = {},
+    options?: EventChannelWatchOptions,
   ): EventChannelWatch {
     this.#enter();
+    checkPendingPortSource(handle);
+    options = checkOptions("options", options);
     const watch = new EventChannelWatch(
       this.#sink,
       handle,
@@ -489,6 +527,9 @@ export class EventContext implements Disposable, AsyncDisposable {
    */
   reportDisaster(type: EventTypeValue | 0, message: string, errno = 0, cause?: unknown): void {
     this.#checkNotInDisaster();
+    checkInteger("type", type, 0, 31);
+    checkString("message", message);
+    checkInteger("errno", errno, 0, 0x7fffffff);
     this.#disaster(type, message, errno, cause);
   }
 
@@ -512,8 +553,9 @@ export class EventContext implements Disposable, AsyncDisposable {
    * domain source is unsubscribed, generators and watches end, queued events
    * are dropped, and waiters reject with ClosedHandleError (events()
    * iterations end quietly). Idempotent. Throws XenUsageError only when
-   * called from a disaster handler; exceptions of the application's hooks
-   * during teardown are reported with reportError.
+   * called from a disaster handler. Exceptions of the application's hooks
+   * and of the domain source during teardown never escape: each goes to the
+   * onError sink (EventContextOptions.onError), and the teardown carries on.
    */
   close(): void {
     this.#checkNotInDisaster();
@@ -590,7 +632,7 @@ export class EventContext implements Disposable, AsyncDisposable {
       this.#deferred.push(event);
       if (this.#depth === 0) {
         const error = this.#flush();
-        if (error !== undefined) reportLater(error);
+        if (error !== undefined) this.#report(error);
       }
       return;
     }
@@ -647,10 +689,17 @@ export class EventContext implements Disposable, AsyncDisposable {
     this.#teardown(this.#failure);
   }
 
+  /** Passes an exception with no caller to the onError sink; never throws. */
+  #report(error: unknown): void {
+    try {
+      this.#onError(error);
+    } catch { /* the sink failed too: nothing is left to tell */ }
+  }
+
   #teardown(reason: Error): void {
-    this.#domains?.close();
+    for (const error of this.#domains?.close() ?? []) this.#report(error);
     this.#watches.clear();
-    for (const error of this.#registry.shutdown()) reportLater(error);
+    for (const error of this.#registry.shutdown()) this.#report(error);
     this.#queue.clear();
     this.#deferred = [];
     this.#deferredHead = 0;
@@ -669,15 +718,55 @@ function checkMask(mask: number): number {
   return mask >>> 0;
 }
 
-function reportLater(error: unknown): void {
-  const report = (globalThis as { reportError?: (e: unknown) => void }).reportError;
-  if (typeof report === "function") report(error);
-  else {queueMicrotask(() => {
-      throw error;
-    });}
+/** The default onError sink: logs, never throws, never ends the process. */
+function logError(error: unknown): void {
+  console.error("xenchan: an application hook failed with nobody to report to:", error);
+}
+
+/** XenUsageError unless `source` has subscribe() and domainState(). */
+function checkDomainSource(source: unknown): void {
+  const s = checkObject("options.domains", source) as Partial<Record<string, unknown>>;
+  for (const name of ["subscribe", "domainState"]) {
+    if (typeof s[name] !== "function") {
+      throw new XenUsageError(
+        `options.domains must have a ${name}() method (use simDomainSource(hv)), got ${
+          describe(source)
+        }`,
+      );
+    }
+  }
+}
+
+/** XenUsageError unless `handle` has fd, closed, tryPending() and unmask(). */
+function checkPendingPortSource(handle: unknown): void {
+  const h = checkObject("handle", handle) as Partial<Record<string, unknown>>;
+  for (const name of ["tryPending", "unmask"]) {
+    if (typeof h[name] !== "function") {
+      throw new XenUsageError(
+        `handle must be an event channel handle with ${name}(), got ${describe(handle)}`,
+      );
+    }
+  }
+}
+
+/** An EventSelector: undefined, null, a predicate function or a plain object filter. */
+function checkSelector(selector: unknown): EventSelector {
+  if (selector === undefined || selector === null || typeof selector === "function") {
+    return selector as EventSelector;
+  }
+  if (typeof selector !== "object" || Array.isArray(selector)) {
+    throw new XenUsageError(
+      `selector must be a predicate function, a filter object { domid?, forUser? } or undefined, got ${
+        describe(selector)
+      }`,
+    );
+  }
+  const domid = (selector as { domid?: unknown }).domid;
+  if (domid !== undefined) checkInteger("selector.domid", domid, -1, 0xffff);
+  return selector as EventSelector;
 }
 
 /** The EventType names, for messages. */
 export function eventTypeName(type: number): string {
-  return Object.entries(EventType).find(([, v]) => v === type)?.[0] ?? `type ${type}`;
+  return Object.entries(EventType).find(([, v]) => v === type)?.[0] ?? `type ${describe(type)}`;
 }

@@ -30,6 +30,7 @@
  * @module
  */
 import { XenUsageError } from "../../core/errors.ts";
+import { describe } from "../../core/validate.ts";
 import type { TimeoutWatch } from "./registry.ts";
 import type { EventSink } from "./sink.ts";
 import { EventType } from "./types.ts";
@@ -47,13 +48,24 @@ export interface DomainState {
 }
 
 /**
- * Where domain events come from. `subscribe` must call the listener
- * synchronously after each state change and return an unsubscribe function;
- * `domainState` returns undefined for a domain that does not exist (never
- * created, or destroyed).
+ * How a source reports that it can no longer see every change (its watch
+ * failed, a domain list could not be read): `message` says what it was
+ * doing, `cause` is the error (or undefined). The context turns it into a
+ * disaster (libxl: LIBXL__EVENT_DISASTER "get domain info list").
+ */
+export type SourceFailure = (message: string, cause: unknown) => void;
+
+/**
+ * Where domain events come from. `subscribe` must call the listener after
+ * each state change it detects (the simulator: synchronously inside the
+ * change; a real source: after the scan that found it), never inside
+ * subscribe itself, and return an unsubscribe function; it may call
+ * `onFailure` (optional to implement) when it loses track. `domainState`
+ * returns undefined for a domain that does not exist (never created,
+ * destroyed or dying).
  */
 export interface DomainEventSource {
-  subscribe(listener: (event: RawDomainEvent) => void): () => void;
+  subscribe(listener: (event: RawDomainEvent) => void, onFailure?: SourceFailure): () => void;
   domainState(domid: number): DomainState | undefined;
 }
 
@@ -150,11 +162,27 @@ export class DomainEvents {
   #unsubscribe: (() => void) | null = null;
   #enabled = 0;
 
-  /** Attaches to `source` (subscribes at once). Throws what subscribe throws. */
+  /**
+   * Attaches to `source` (subscribes at once). Throws what subscribe throws,
+   * XenUsageError when it does not return a function.
+   */
   constructor(sink: EventSink, source: DomainEventSource) {
     this.#sink = sink;
     this.#source = source;
-    this.#unsubscribe = source.subscribe((event) => this.#onRaw(event));
+    const unsubscribe = source.subscribe(
+      (event) => this.#onRaw(event),
+      (message, cause) => {
+        if (!this.#unsubscribe) return;
+        const errno = (cause as { errno?: unknown } | null)?.errno;
+        this.#sink.disaster(0, message, typeof errno === "number" ? errno : 0, cause);
+      },
+    );
+    if (typeof unsubscribe !== "function") {
+      throw new XenUsageError(
+        "the domain source's subscribe() must return its unsubscribe function",
+      );
+    }
+    this.#unsubscribe = unsubscribe;
   }
 
   /** Number of enabled generators. */
@@ -237,11 +265,18 @@ export class DomainEvents {
     if (byVdev?.size === 0) this.#eject.delete(gen.domid);
   }
 
-  /** Unsubscribes and disables everything (context close or failure). Throws nothing. */
-  close(): void {
+  /**
+   * Unsubscribes and disables everything (context close or failure).
+   * Throws nothing: returns what the source's unsubscribe threw (empty when
+   * nothing did), for the context's error sink.
+   */
+  close(): unknown[] {
+    const errors: unknown[] = [];
     try {
       this.#unsubscribe?.();
-    } catch { /* the source is going away anyway */ }
+    } catch (error) {
+      errors.push(error);
+    }
     this.#unsubscribe = null;
     for (const set of this.#death.values()) for (const gen of set) gen.markDisabled();
     for (const byVdev of this.#eject.values()) {
@@ -253,6 +288,7 @@ export class DomainEvents {
     this.#enabled = 0;
     this.#timer?.deregister();
     this.#timer = null;
+    return errors;
   }
 
   #onRaw(event: RawDomainEvent): void {
@@ -358,6 +394,6 @@ export class DomainEvents {
 
 function checkDomid(domid: number): void {
   if (!Number.isInteger(domid) || domid < 0 || domid > 0xffff) {
-    throw new XenUsageError(`domid must be an integer from 0 to 65535, got ${String(domid)}`);
+    throw new XenUsageError(`domid must be an integer from 0 to 65535, got ${describe(domid)}`);
   }
 }

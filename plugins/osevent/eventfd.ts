@@ -7,7 +7,8 @@
  * @module
  */
 import { EventFd } from "../../ffi/mod.ts";
-import { ClosedHandleError } from "../../core/errors.ts";
+import { ClosedHandleError, XenUsageError } from "../../core/errors.ts";
+import { checkPort, describe } from "../../core/validate.ts";
 import type { PendingPortSource } from "./types.ts";
 
 /**
@@ -23,13 +24,22 @@ export class EventFdPortSource implements PendingPortSource, Disposable {
   /** Ports handed out so far. */
   reads = 0;
 
-  /** Wraps `efd` (the source owns it from now on) as a handle for `port`. */
+  /**
+   * Wraps `efd` (the source owns it from now on) as a handle for `port`.
+   * Throws XenUsageError for a port that is not a uint32 port number or an
+   * `efd` that is not an EventFd.
+   */
   constructor(efd: EventFd, readonly port: number) {
+    if (!(efd instanceof EventFd)) {
+      throw new XenUsageError(`efd must be an EventFd, got ${describe(efd)}`);
+    }
+    checkPort(port);
     this.#efd = efd;
   }
 
-  /** Creates one over a new eventfd. Rejects like EventFd.create. */
+  /** Creates one over a new eventfd. Rejects like EventFd.create, and XenUsageError for a bad port. */
   static async open(port: number): Promise<EventFdPortSource> {
+    checkPort(port);
     return new EventFdPortSource(await EventFd.create(), port);
   }
 

@@ -16,6 +16,7 @@
  * @module
  */
 import { ClosedHandleError, XenCallError, XenUsageError } from "../../core/errors.ts";
+import { checkBoolean, checkInteger, describe } from "../../core/validate.ts";
 import type { FdWatch } from "./registry.ts";
 import type { EventSink } from "./sink.ts";
 import { EventType, type PendingPortSource, POLLIN, POLLNVAL } from "./types.ts";
@@ -64,13 +65,19 @@ export class EventChannelWatch implements Disposable {
     if (handle.closed) throw new ClosedHandleError("event channel handle");
     const max = options.maxPortsPerWakeup ?? 256;
     if (!Number.isInteger(max) || max < 1) {
-      throw new XenUsageError(`maxPortsPerWakeup must be a positive integer, got ${max}`);
+      throw new XenUsageError(
+        `maxPortsPerWakeup must be a positive integer, got ${describe(max)}`,
+      );
     }
     this.handle = handle;
     this.#sink = sink;
     this.#forUser = options.forUser;
-    this.#domid = options.domid ?? -1;
-    this.#autoUnmask = options.autoUnmask ?? false;
+    this.#domid = options.domid === undefined
+      ? -1
+      : checkInteger("options.domid", options.domid, -1, 0xffff);
+    this.#autoUnmask = options.autoUnmask === undefined
+      ? false
+      : checkBoolean("options.autoUnmask", options.autoUnmask);
     this.#max = max;
     this.#onClose = onClose;
     this.#fdWatch = sink.registry.registerFd(

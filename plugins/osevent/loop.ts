@@ -13,6 +13,7 @@
  * @module
  */
 import { ClosedHandleError, XenUsageError } from "../../core/errors.ts";
+import { checkFunction, checkObject, checkString, describe } from "../../core/validate.ts";
 import type { EventContext } from "./context.ts";
 import { DisasterError } from "./errors.ts";
 import type { OsEventHooks, OsEventRef } from "./types.ts";
@@ -99,14 +100,29 @@ export class BuiltinLoop {
    * Registers this loop as `ctx`'s hooks (so a context can have one built-in
    * loop, and no other hooks). Throws what ctx.registerHooks throws:
    * XenUsageError if hooks are already registered, OsEventRegError,
-   * ClosedHandleError, DisasterError.
+   * ClosedHandleError, DisasterError; XenUsageError also for a `ctx` that
+   * is not an EventContext or malformed options (no name, timers without
+   * set/clear, a fdWaiter without wait, a non-function onError).
    */
   constructor(ctx: EventContext, options: BuiltinLoopOptions) {
-    this.name = options.name;
+    checkContext(ctx);
+    checkObject("options", options);
+    this.name = checkString("options.name", options.name);
     this.#ctx = ctx;
+    if (options.fdWaiter !== undefined) {
+      checkFunction(
+        "options.fdWaiter.wait",
+        checkObject("options.fdWaiter", options.fdWaiter).wait,
+      );
+    }
     this.#waiter = options.fdWaiter;
+    checkObject("options.timers", options.timers);
+    checkFunction("options.timers.set", options.timers.set);
+    checkFunction("options.timers.clear", options.timers.clear);
     this.#timers = options.timers;
-    this.#onError = options.onError ?? defaultOnError;
+    this.#onError = options.onError === undefined
+      ? defaultOnError
+      : checkFunction("options.onError", options.onError);
     const hooks: OsEventHooks<FdToken | TimerToken> = {
       fdRegister: (fd, events, ref) => this.#fdRegister(fd, events, ref),
       fdModify: (_fd, token, events) => this.#fdModify(token as FdToken, events),
@@ -249,3 +265,17 @@ export const REAL_TIMERS: LoopTimers = Object.freeze({
     clearTimeout(id as ReturnType<typeof setTimeout>);
   },
 });
+
+/**
+ * XenUsageError unless `ctx` looks like an EventContext (registerHooks,
+ * occurredFd, occurredTimeout). Used by every loop attach function before
+ * it does anything else.
+ */
+export function checkContext(ctx: unknown): void {
+  const c = checkObject("ctx", ctx) as Partial<Record<string, unknown>>;
+  for (const name of ["registerHooks", "occurredFd", "occurredTimeout"]) {
+    if (typeof c[name] !== "function") {
+      throw new XenUsageError(`ctx must be an EventContext, got ${describe(ctx)}`);
+    }
+  }
+}

@@ -6,9 +6,10 @@
  * DOMAIN_SHUTDOWN, DOMAIN_DEATH, DISK_EJECT, and EVTCHN_PORT for watched
  * event channel handles).
  *
- * This module is what the top-level mod.ts re-exports; nothing here is
+ * This module is published on its own, as the package's "./osevent" export
+ * (deno.json); the top-level mod.ts does not re-export it. Nothing here is
  * runtime-specific except runtime_loop.ts and eventfd.ts, which go through
- * ffi/.
+ * ffi/mod.ts.
  *
  * @example
  * ```ts
@@ -40,6 +41,7 @@ export {
   type DomainState,
   type RawDomainEvent,
   shutdownReasonName,
+  type SourceFailure,
 } from "./domain_events.ts";
 export { DisasterError, OsEventRegError } from "./errors.ts";
 export { EventFdPortSource } from "./eventfd.ts";
@@ -73,5 +75,21 @@ export {
   type VirtualTimerClock,
   virtualTimers,
 } from "./sim_clock_loop.ts";
-export { type SimDomainEventsLike, simDomainSource } from "./sim_domains.ts";
+export {
+  type SimDomainEventsLike,
+  simDomainInfo,
+  type SimDomainListLike,
+  simDomainSource,
+  simReleaseDomainWatch,
+} from "./sim_domains.ts";
+export {
+  type DomainInfoProvider,
+  type DomainStatusLike,
+  RELEASE_DOMAIN,
+  type ReleaseDomainWatcher,
+  XenDomainSource,
+  xenDomainSource,
+  type XenDomainSourceOptions,
+  type XenDomainSourceStats,
+} from "./xen_domains.ts";
 export * from "./types.ts";

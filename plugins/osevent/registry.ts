@@ -28,6 +28,7 @@
  * @module
  */
 import { XenUsageError } from "../../core/errors.ts";
+import { checkFunction, describe } from "../../core/validate.ts";
 import { OsEventRegError } from "./errors.ts";
 import {
   type BeforePollResult,
@@ -181,13 +182,14 @@ export class OsEventRegistry {
    * allowed; events 0 is allowed and generates nothing). `callback` runs
    * inside afterpoll / occurredFd with the revents bits it asked for plus
    * POLLERR/POLLHUP/POLLNVAL. Throws OsEventRegError when the fdRegister hook
-   * throws (nothing is registered then), XenUsageError for a bad fd/events
-   * or after shutdown().
+   * throws (nothing is registered then), XenUsageError for a bad fd/events,
+   * a callback that is not a function, or after shutdown().
    */
   registerFd(fd: number, events: number, callback: FdCallback): FdWatch {
     this.#checkOpen();
     checkFd(fd);
     checkEvents(events);
+    checkFunction("callback", callback);
     const rec = new FdRec(this, fd, events, callback);
     if (this.#hooks) this.#hookFd(rec, this.#hooks);
     let set = this.#byFd.get(fd);
@@ -201,13 +203,15 @@ export class OsEventRegistry {
    * Registers a timeout at absolute `deadline` on the clock (0 or any past
    * time means "as soon as possible"). `callback` runs once, inside afterpoll
    * or occurredTimeout. Throws OsEventRegError when the timeoutRegister hook
-   * throws, XenUsageError for a non-finite deadline or after shutdown().
+   * throws, XenUsageError for a non-finite deadline, a callback that is not
+   * a function, or after shutdown().
    */
   registerTimeout(deadline: number, callback: TimeoutCallback): TimeoutWatch {
     this.#checkOpen();
     if (typeof deadline !== "number" || !Number.isFinite(deadline)) {
-      throw new XenUsageError(`deadline must be a finite number of ms, got ${String(deadline)}`);
+      throw new XenUsageError(`deadline must be a finite number of ms, got ${describe(deadline)}`);
     }
+    checkFunction("callback", callback);
     const rec = new TimeoutRec(this, deadline, ++this.#seq, callback);
     if (this.#hooks) this.#hookTimeout(rec, this.#hooks);
     this.#heapPush(rec);
@@ -388,7 +392,7 @@ export class OsEventRegistry {
   beforepoll(fds: PollFds, timeout: number, now: number): BeforePollResult {
     this.#checkNotInHook("beforepoll");
     if (!Number.isInteger(timeout) || timeout < -1) {
-      throw new XenUsageError(`timeout must be an integer >= -1 (ms), got ${String(timeout)}`);
+      throw new XenUsageError(`timeout must be an integer >= -1 (ms), got ${describe(timeout)}`);
     }
     const wanted = new Map<number, number>();
     for (const [fd, set] of this.#byFd) {
@@ -609,14 +613,14 @@ function compareTimeouts(a: TimeoutRec, b: TimeoutRec): number {
 
 function checkFd(fd: number): void {
   if (!Number.isInteger(fd) || fd < 0 || fd > 0x7fffffff) {
-    throw new XenUsageError(`fd must be a non-negative int, got ${String(fd)}`);
+    throw new XenUsageError(`fd must be a non-negative int, got ${describe(fd)}`);
   }
 }
 
 function checkEvents(events: number): void {
   if (!Number.isInteger(events) || events < 0 || events > 0xffff) {
     throw new XenUsageError(
-      `poll events must be an integer from 0 to 0xffff, got ${String(events)}`,
+      `poll events must be an integer from 0 to 0xffff, got ${describe(events)}`,
     );
   }
 }
@@ -625,7 +629,9 @@ function capacity(fds: PollFds): number {
   if (fds instanceof Uint8Array) return Math.floor(fds.byteLength / POLLFD_SIZE);
   if (Array.isArray(fds)) return fds.length;
   throw new XenUsageError(
-    "fds must be an array of {fd, events, revents} or a Uint8Array of struct pollfd",
+    `fds must be an array of {fd, events, revents} or a Uint8Array of struct pollfd, got ${
+      describe(fds)
+    }`,
   );
 }
 

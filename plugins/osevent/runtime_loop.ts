@@ -17,8 +17,9 @@
  */
 import { loadLibc, sharedPoller } from "../../ffi/mod.ts";
 import { XenUsageError } from "../../core/errors.ts";
+import { checkFunction, checkObject, checkOptions } from "../../core/validate.ts";
 import type { EventContext } from "./context.ts";
-import { BuiltinLoop, type FdWaiter, REAL_TIMERS } from "./loop.ts";
+import { BuiltinLoop, checkContext, type FdWaiter, REAL_TIMERS } from "./loop.ts";
 
 /** Options of attachRuntimeLoop. */
 export interface RuntimeLoopOptions {
@@ -41,14 +42,20 @@ export function runtimeName(): "deno" | "bun" | undefined {
 /**
  * Attaches the loop of the running runtime (Deno or Bun) to `ctx` as its
  * hooks. Loads the FFI libraries (libc's poll) unless `options.poller` is
- * given. Rejects with XenUsageError on another runtime or when `ctx`
- * already has hooks, LibraryNotFoundError when the libraries cannot be
+ * given. Rejects with XenUsageError on another runtime, when `ctx`
+ * already has hooks or is not an EventContext, for options that are not an
+ * object (or a poller without wait()), LibraryNotFoundError when the libraries cannot be
  * loaded, and whatever ctx.registerHooks throws.
  */
 export async function attachRuntimeLoop(
   ctx: EventContext,
-  options: RuntimeLoopOptions = {},
+  options?: RuntimeLoopOptions,
 ): Promise<BuiltinLoop> {
+  checkContext(ctx);
+  options = checkOptions("options", options);
+  if (options.poller !== undefined) {
+    checkFunction("options.poller.wait", checkObject("options.poller", options.poller).wait);
+  }
   const name = runtimeName();
   if (!name) {
     throw new XenUsageError(

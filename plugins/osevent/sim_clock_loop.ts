@@ -23,7 +23,8 @@
  */
 import { XenUsageError } from "../../core/errors.ts";
 import type { EventContext } from "./context.ts";
-import { BuiltinLoop, type FdWaiter, type LoopTimers } from "./loop.ts";
+import { BuiltinLoop, checkContext, type FdWaiter, type LoopTimers } from "./loop.ts";
+import { checkFunction, checkObject, checkOptions } from "../../core/validate.ts";
 import type { Clock } from "./types.ts";
 
 /** The parts of sim/clock.ts VirtualClock this loop uses. */
@@ -40,8 +41,14 @@ export interface SimClockLoopOptions {
   readonly onError?: (error: unknown) => void;
 }
 
-/** Timers on a virtual clock; due-now timers run from a microtask. Throws nothing. */
+/**
+ * Timers on a virtual clock; due-now timers run from a microtask. Throws
+ * XenUsageError for a clock without setTimer()/clearTimer().
+ */
 export function virtualTimers(clock: VirtualTimerClock): LoopTimers {
+  checkObject("clock", clock);
+  checkFunction("clock.setTimer", clock.setTimer);
+  checkFunction("clock.clearTimer", clock.clearTimer);
   return {
     set(fn: () => void, ms: number): unknown {
       if (ms <= 0) {
@@ -63,12 +70,15 @@ export function virtualTimers(clock: VirtualTimerClock): LoopTimers {
 /**
  * Attaches the virtual-clock loop to `ctx` as its hooks. `ctx` must have
  * been created with the VirtualClock as its clock (e.g. `{ clock: hv.clock }`),
- * else XenUsageError; also throws what ctx.registerHooks throws.
+ * else XenUsageError (as for a `ctx` that is not an EventContext or options
+ * that are not an object); also throws what ctx.registerHooks throws.
  */
 export function attachSimClockLoop(
   ctx: EventContext,
-  options: SimClockLoopOptions = {},
+  options?: SimClockLoopOptions,
 ): BuiltinLoop {
+  checkContext(ctx);
+  options = checkOptions("options", options);
   const clock = ctx.clock as Partial<VirtualTimerClock>;
   if (typeof clock.setTimer !== "function" || typeof clock.clearTimer !== "function") {
     throw new XenUsageError(

@@ -2,7 +2,7 @@
  * The vocabulary of xenchan's libxl-style event machinery: event types and
  * masks, the events themselves, the application's hooks (the
  * libxl_osevent_hooks of tools/include/libxl_event.h), poll slots and the
- * clock. Plain types and constants; nothing here allocates or throws.
+ * clock. Plain types and constants; only eventMask throws (XenUsageError).
  *
  * Numbering follows libxl_types.idl (libxl_event_type): DOMAIN_SHUTDOWN = 1,
  * DOMAIN_DEATH = 2, DISK_EJECT = 3 (the RFC's DOMAIN_DESTROY is the
@@ -14,6 +14,7 @@
  * @module
  */
 import { POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT } from "../../core/driver.ts";
+import { checkInteger } from "../../core/validate.ts";
 
 export { POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT };
 
@@ -42,10 +43,13 @@ export const EventType: {
 /** One of the EventType values. */
 export type EventTypeValue = (typeof EventType)[keyof typeof EventType];
 
-/** The mask bit of one event type: `1 << type` (libxl's typemask convention). */
+/**
+ * The mask bit of one event type: `1 << type` (libxl's typemask
+ * convention). Throws XenUsageError for a type that is not an integer 0..31.
+ */
 export function eventMask(...types: EventTypeValue[]): number {
   let mask = 0;
-  for (const t of types) mask |= 1 << t;
+  for (const [i, t] of types.entries()) mask |= 1 << checkInteger(`types[${i}]`, t, 0, 31);
   return mask >>> 0;
 }
 

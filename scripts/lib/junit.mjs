@@ -18,18 +18,35 @@ export function countJUnit(xml) {
 }
 
 /**
- * Counts the contract tests per lane: leaf cases whose name ends in "[sim]" or "[ffi]" (see
- * tests/helpers/backends.ts), or in "[xenstore:<lane>]" with lane sim, sim-socket, socket or
- * xenbus (see tests/helpers/xenstore_lanes.ts): { sim: {passed, failed, skipped}, ffi: {...},
- * "xenstore:sim": {...}, ... }, only the lanes that appear. Throws like countJUnit.
+ * Lane tags: a test whose name ends in "[tag]" belongs to a lane. "[sim]" and "[ffi]" come from
+ * the contract suites (tests/helpers/backends.ts): simulator and, on real Xen, dom0 loopback;
+ * "[domU]" tests run between dom0 and a real guest; "[xenstore:<where>]", "[vchan:<where>]",
+ * "[libxl:<where>]" and "[fidelity:<where>]" name the XenStore daemon and transport, the vchan
+ * peers, the libxl source and the fidelity lane a test ran in.
+ */
+const LANE_TAG = /\[(sim|ffi|domU|(?:xenstore|vchan|libxl|fidelity)(?::[^\[\]]+)?)\]$/;
+
+/** The words a lane tag stands for in the summary. */
+export function laneLabel(tag) {
+  if (tag === "sim") return "simulator";
+  if (tag === "ffi") return "dom0 loopback";
+  if (tag === "domU") return "dom0 <-> domU";
+  const [kind, where] = tag.split(/:(.*)/s);
+  const name = { xenstore: "XenStore", vchan: "vchan", libxl: "libxl", fidelity: "fidelity" }[kind];
+  return where ? `${name} ${where}` : name;
+}
+
+/**
+ * Counts the tests of each lane (leaf cases whose name ends in a lane tag, see LANE_TAG):
+ * { tag: {passed, failed, skipped}, ... }, only the lanes that appear. Throws like countJUnit.
  */
 export function countContract(xml) {
   const out = {};
   for (const c of leafCases(xml)) {
-    const backend = /\[(sim|ffi|xenstore:(?:sim|sim-socket|socket|xenbus))\]$/.exec(c.name)?.[1];
-    if (!backend) continue;
-    out[backend] ??= { passed: 0, failed: 0, skipped: 0 };
-    out[backend][c.outcome]++;
+    const lane = LANE_TAG.exec(c.name)?.[1];
+    if (!lane) continue;
+    out[lane] ??= { passed: 0, failed: 0, skipped: 0 };
+    out[lane][c.outcome]++;
   }
   return out;
 }
@@ -127,17 +144,42 @@ export function summaryLine(results) {
     (skipped ? `, ${skipped} skipped` : "");
 }
 
-/** Prints one line per RunnerResult plus its notes. */
+/** Prints one line per RunnerResult plus its lanes and notes. */
 export function printResults(title, results) {
   console.log(`\n== ${title} ==`);
   for (const r of results) {
     const skip = r.skipped ? `, ${r.skipped} skipped` : "";
     console.log(`${r.runner.padEnd(14)} ${r.passed} passed, ${r.failed} failed${skip}`);
-    const contract = Object.entries(r.contract ?? {}).map(([backend, c]) =>
-      `${backend} ${c.passed} passed, ${c.failed} failed` +
-      (c.skipped ? `, ${c.skipped} skipped` : "")
-    );
-    if (contract.length) console.log(`${"".padEnd(14)} contract tests: ${contract.join("; ")}`);
+    for (const [tag, c] of Object.entries(r.contract ?? {})) {
+      console.log(`${"".padEnd(14)} lane ${laneLabel(tag)}: ${countsText(c)}`);
+    }
     for (const n of r.notes) console.log(`${"".padEnd(14)} note: ${n}`);
   }
+}
+
+/**
+ * Prints what ran in each lane for each runtime (the first word of a runner's name: deno, bun,
+ * node), summed over every runner of that runtime (host and real Xen), lanes in a fixed order.
+ */
+export function printLanes(results) {
+  const byLane = new Map();
+  for (const r of results) {
+    const runtime = r.runner.split(" ")[0];
+    for (const [tag, c] of Object.entries(r.contract ?? {})) {
+      const key = `${laneLabel(tag)}|${runtime}`;
+      const sum = byLane.get(key) ?? { passed: 0, failed: 0, skipped: 0 };
+      for (const k of ["passed", "failed", "skipped"]) sum[k] += c[k];
+      byLane.set(key, sum);
+    }
+  }
+  console.log("\n== lanes (per runtime) ==");
+  if (byLane.size === 0) console.log("(no lane-tagged tests ran)");
+  for (const key of [...byLane.keys()].sort()) {
+    const [lane, runtime] = key.split("|");
+    console.log(`${lane.padEnd(34)} ${runtime.padEnd(5)} ${countsText(byLane.get(key))}`);
+  }
+}
+
+function countsText(c) {
+  return `${c.passed} passed, ${c.failed} failed` + (c.skipped ? `, ${c.skipped} skipped` : "");
 }

@@ -1,7 +1,14 @@
 // Self-tests of scripts/lib/junit.mjs (run by scripts/test_host.mjs under `node --test`).
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { countContract, countJUnit, countLogErrors, runnerResult, summaryLine } from "./junit.mjs";
+import {
+  countContract,
+  countJUnit,
+  countLogErrors,
+  laneLabel,
+  runnerResult,
+  summaryLine,
+} from "./junit.mjs";
 
 // Shapes copied from real reports of deno 2.9.6 and bun 1.4.5 for the same file: a describe with
 // one passing, one failing and two skipped tests, plus a skipped describe.
@@ -67,18 +74,19 @@ describe("countJUnit", () => {
     });
     assert.deepEqual(countContract(BUN), {});
   });
-  it("counts the XenStore lanes from the [xenstore:<lane>] suffix", () => {
+  it("counts every lane tag and names it", () => {
     const xml = `<testsuites><testsuite>` +
-      `<testcase name="read [xenstore:sim]"/><testcase name="read [xenstore:socket]"/>` +
-      `<testcase name="watch [xenstore:xenbus]"><failure/></testcase>` +
-      `<testcase name="x [xenstore:other]"/><testcase name="notify [sim]"/>` +
+      `<testcase name="bind [domU]"/><testcase name="read [xenstore:oxenstored socket]"/>` +
+      `<testcase name="not a lane [other]"/><testcase name="stream [vchan:ts-c]"><failure/></testcase>` +
       `</testsuite></testsuites>`;
     assert.deepEqual(countContract(xml), {
-      "xenstore:sim": { passed: 1, failed: 0, skipped: 0 },
-      "xenstore:socket": { passed: 1, failed: 0, skipped: 0 },
-      "xenstore:xenbus": { passed: 0, failed: 1, skipped: 0 },
-      sim: { passed: 1, failed: 0, skipped: 0 },
+      domU: { passed: 1, failed: 0, skipped: 0 },
+      "xenstore:oxenstored socket": { passed: 1, failed: 0, skipped: 0 },
+      "vchan:ts-c": { passed: 0, failed: 1, skipped: 0 },
     });
+    assert.equal(laneLabel("ffi"), "dom0 loopback");
+    assert.equal(laneLabel("domU"), "dom0 <-> domU");
+    assert.equal(laneLabel("xenstore:cxenstored xenbus"), "XenStore cxenstored xenbus");
   });
   it("rejects text that is not a JUnit report", () => {
     assert.throws(() => countJUnit("error: Module not found"), /not a JUnit/);

@@ -123,6 +123,8 @@ export interface DatabaseLimits {
 export class Database {
   readonly #nodes = new Map<string, NodeRecord>();
   readonly #entries = new Map<number, number>();
+  /** domid -> names of main-database nodes with a live entry 1..n naming it. */
+  readonly #refs = new Map<number, Set<string>>();
   /** The global generation counter (`generation`, xenstored_transaction.c:182). */
   generation = 0;
 
@@ -151,9 +153,13 @@ export class Database {
   /** Stores a record in the main database, keeping the owner counts. */
   storeMain(node: NodeRecord): void {
     const old = this.#nodes.get(node.name);
-    if (old) this.#count(old.perms[0].domid, -1);
+    if (old) {
+      this.#count(old.perms[0].domid, -1);
+      this.#index(old, false);
+    }
     this.#nodes.set(node.name, node);
     this.#count(node.perms[0].domid, 1);
+    this.#index(node, true);
   }
 
   /** Deletes a record of the main database, keeping the owner counts. */
@@ -161,6 +167,7 @@ export class Database {
     const old = this.#nodes.get(name);
     if (!old) return;
     this.#count(old.perms[0].domid, -1);
+    this.#index(old, false);
     this.#nodes.delete(name);
   }
 
@@ -201,6 +208,34 @@ export class Database {
     seen.local = record;
     seen.modified = true;
     return record;
+  }
+
+  /**
+   * Writes `node` with a new child list (add_child / remove_child_entry).
+   * Outside a transaction the main record's list is changed in place when
+   * `change` says how, so a directory with many children is not copied per
+   * child; otherwise `children()` gives the new list.
+   */
+  setChildren(
+    node: NodeRecord,
+    children: () => readonly string[],
+    tx: Transaction | undefined,
+    privileged: boolean,
+    change: { add?: string; remove?: string },
+  ): NodeRecord {
+    const main = this.#nodes.get(node.name);
+    if (!tx && main && main.children === node.children) {
+      const list = main.children as string[];
+      if (change.add !== undefined) list.push(change.add);
+      if (change.remove !== undefined) {
+        const i = list.indexOf(change.remove);
+        if (i >= 0) list.splice(i, 1);
+      }
+      const record: NodeRecord = { ...main, generation: ++this.generation };
+      this.#nodes.set(node.name, record);
+      return record;
+    }
+    return this.write({ ...node, children: children() }, tx, privileged);
   }
 
   /** Deletes a node (delnode_sub :1628-1656 after access_node NODE_ACCESS_DELETE). */
@@ -247,12 +282,31 @@ export class Database {
 
   /** Marks every entry 1..n naming `domid` as ignored (the domain is gone). */
   ignoreDomain(domid: number): void {
-    for (const [name, node] of this.#nodes) {
-      if (!node.perms.some((p, i) => i > 0 && p.domid === domid && !p.ignore)) continue;
+    for (const name of [...(this.#refs.get(domid) ?? [])]) {
+      const node = this.#nodes.get(name);
+      if (!node) continue;
       const perms = node.perms.map((p, i) =>
         i > 0 && p.domid === domid ? { ...p, ignore: true } : p
       );
-      this.#nodes.set(name, { ...node, perms });
+      this.#index(node, false);
+      const updated = { ...node, perms };
+      this.#nodes.set(name, updated);
+      this.#index(updated, true);
+    }
+    this.#refs.delete(domid);
+  }
+
+  #index(node: NodeRecord, add: boolean): void {
+    for (let i = 1; i < node.perms.length; i++) {
+      const p = node.perms[i];
+      if (p.ignore) continue;
+      let set = this.#refs.get(p.domid);
+      if (add) {
+        if (!set) this.#refs.set(p.domid, set = new Set());
+        set.add(node.name);
+      } else {
+        set?.delete(node.name);
+      }
     }
   }
 
@@ -270,7 +324,8 @@ export class Database {
       name,
       generation: node?.generation ?? NO_GENERATION,
       perms: node?.perms,
-      local: node,
+      // The transaction's copy owns its child list (the main record's may change in place).
+      local: node ? { ...node, children: [...node.children] } : undefined,
       modified: false,
       fireWatch: false,
       watchExact: false,

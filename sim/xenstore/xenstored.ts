@@ -107,6 +107,9 @@ export interface SimXenStoreStats {
   readonly nodes: number;
 }
 
+/** The value of a node without data (shared: records never change their bytes). */
+const NO_DATA = new Uint8Array(0);
+
 /** DOMID_SELF (xen.h). */
 const DOMID_SELF = 0x7ff0;
 
@@ -516,18 +519,21 @@ export class SimXenStore implements XenStoreServer {
    * write_node (:838-857): the record size quota for unprivileged callers
    * (write_node_raw :806-809; a failure inside a transaction fails it).
    */
-  #write(req: Request, node: Omit<NodeRecord, "generation">, noQuota = false): NodeRecord {
-    if (
-      !noQuota && !req.privileged &&
-      recordSize({ ...node, generation: 0 }) >= this.quotas.nodeSize
-    ) {
+  #write(req: Request, node: Omit<NodeRecord, "generation">): NodeRecord {
+    this.#checkSize(req, node, 0);
+    return this.#db.write(node, req.tx, req.privileged);
+  }
+
+  /** The quota check of write_node_raw for `node` with `extra` more bytes of child list. */
+  #checkSize(req: Request, node: Omit<NodeRecord, "generation">, extra: number): void {
+    if (req.privileged) return;
+    if (recordSize({ ...node, generation: 0 }) + extra >= this.quotas.nodeSize) {
       if (req.tx) req.tx.fail = true;
       throw new StoreErrno(
         "ENOSPC",
         `node ${node.name} would exceed ${this.quotas.nodeSize} bytes`,
       );
     }
-    return this.#db.write(node, req.tx, req.privileged);
   }
 
   /** domain_entry_inc / domain_entry_dec (xenstored_domain.c:961-1076). */
@@ -554,13 +560,13 @@ export class SimXenStore implements XenStoreServer {
     // permissions, and an unprivileged creator owns what it creates.
     const built: Omit<NodeRecord, "generation">[] = [];
     let above: Omit<NodeRecord, "generation"> = parent;
-    const top = { ...parent, children: [...parent.children, baseOf(names[names.length - 1])] };
+    const topChild = baseOf(names[names.length - 1]);
     for (let level = names.length - 1; level >= 0; level--) {
       const perms = above.perms.map((p) => ({ ...p }));
       if (!req.privileged) perms[0] = { ...perms[0], domid: req.conn.domid };
       const node = {
         name: names[level],
-        data: level === 0 ? data : new Uint8Array(0),
+        data: level === 0 ? data : NO_DATA,
         children: level === 0 ? [] : [baseOf(names[level - 1])],
         perms,
       };
@@ -579,7 +585,10 @@ export class SimXenStore implements XenStoreServer {
         written.push(node.name);
         this.#entryChange(req, node.perms[0].domid, 1);
       }
-      this.#write(req, top);
+      this.#checkSize(req, parent, topChild.length + 1);
+      this.#db.setChildren(parent, () => [...parent.children, topChild], req.tx, req.privileged, {
+        add: topChild,
+      });
     } catch (e) {
       // Undo what was written (destroy_node; in a transaction it fails).
       for (const n of written) {
@@ -609,10 +618,15 @@ export class SimXenStore implements XenStoreServer {
     const root = this.#read(req, name);
     if (root) walk(name, root, undefined);
     const fresh = this.#read(req, parent.name) ?? parent;
-    this.#write(
-      req,
-      { ...fresh, children: fresh.children.filter((c) => c !== baseOf(name)) },
-      true,
+    const base = baseOf(name);
+    this.#db.setChildren(
+      fresh,
+      () => fresh.children.filter((c) => c !== base),
+      req.tx,
+      req.privileged,
+      {
+        remove: base,
+      },
     );
   }
 
@@ -690,25 +704,22 @@ export class SimXenStore implements XenStoreServer {
   // ---------------------------------------------------------------------
   // Toolstack helpers (privileged, outside any connection)
 
+  #toolstack: Request | undefined;
+
   #toolstackRequest(): Request {
-    const conn = new SimXenStoreConnection(
-      { receive: () => {}, forget: () => {} },
-      0,
-      0,
-      "toolstack",
-    );
-    return {
-      conn,
+    this.#toolstack ??= {
+      conn: new SimXenStoreConnection({ receive: () => {}, forget: () => {} }, 0, 0, "toolstack"),
       msg: { type: XsType.WRITE, reqId: 0, txId: 0, payload: new Uint8Array(0) },
       tx: undefined,
       privileged: true,
     };
+    return this.#toolstack;
   }
 
   #toolstackWrite(path: string, value: string | undefined, perms: string): void {
     const req = this.#toolstackRequest();
     let node = this.#db.main(path);
-    if (!node) node = this.#create(req, path, binaryBytes(value ?? ""));
+    if (!node) node = this.#create(req, path, value ? binaryBytes(value) : NO_DATA);
     else if (value !== undefined) node = this.#write(req, { ...node, data: binaryBytes(value) });
     const parsed = perms.split(" ").map((s) => ({
       domid: Number(s.slice(1)),

@@ -1,8 +1,10 @@
 /**
  * The XenStore contract: written once, run on every lane
  * (tests/helpers/xenstore_lanes.ts): the simulated xenstored, and on real
- * Xen the daemon's unix socket and /dev/xen/xenbus. Test names end in
- * "[xenstore:<lane>]" so the summary counts each lane.
+ * Xen the daemon's unix socket and /dev/xen/xenbus. Test names end in the
+ * lane tag ("[xenstore:sim]", "[xenstore:sim socket]", "[xenstore:oxenstored
+ * socket]", "[xenstore:cxenstored xenbus]", ...: scripts/lib/junit.mjs
+ * LANE_TAG) so the summary counts each daemon and transport.
  *
  * Where the daemons (or the kernel's xenbus driver) differ from each other,
  * the expected behaviour of each stands in DAEMON_DIFFERENCES below and the
@@ -13,7 +15,12 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { type XenStore, XenStoreError, type XenStoreWatchEvent, XenUsageError } from "../../mod.ts";
-import { type LaneSession, type XenStoreLane, xenstoreLanes } from "../helpers/xenstore_lanes.ts";
+import {
+  type LaneSession,
+  laneTag,
+  type XenStoreLane,
+  xenstoreLanes,
+} from "../helpers/xenstore_lanes.ts";
 import { within } from "../helpers/xenstore_fake.ts";
 
 /** What an operation gave: "OK", a value, or the XenStoreError code. */
@@ -88,7 +95,11 @@ const DAEMON_DIFFERENCES: Readonly<
 function expected(row: keyof typeof DAEMON_DIFFERENCES, lane: XenStoreLane): Outcome {
   const key = `${lane.name}/${lane.daemon}`;
   const value = DAEMON_DIFFERENCES[row].expect[key];
-  assert.ok(value !== undefined, `DAEMON_DIFFERENCES.${row} has no entry for ${key}`);
+  assert.ok(
+    value !== undefined,
+    `DAEMON_DIFFERENCES.${row} has no entry for ${key}` +
+      (lane.daemon === "unknown" ? " (set XENCHAN_XENSTORED=oxenstored or cxenstored)" : ""),
+  );
   return value;
 }
 
@@ -133,7 +144,7 @@ const encoder = new TextEncoder();
 const NO_SUCH_DOMAIN = 0x7fe0;
 
 for (const lane of await xenstoreLanes()) {
-  const tag = `[xenstore:${lane.name}]`;
+  const tag = `[${laneTag(lane)}]`;
   const test = (name: string, fn: (s: LaneSession) => Promise<void>, skip?: string | false) =>
     it(`${name} ${tag}`, { skip: lane.skip || skip || false, timeout: 30_000 }, async () => {
       await using session = await lane.session();

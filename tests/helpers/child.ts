@@ -80,3 +80,47 @@ export function runCli(args: string[], denoPermission = "-P"): Promise<ChildOutp
     child.on("close", (code) => resolve({ code, stdout, stderr }));
   });
 }
+
+/** A leak report as tests/fixtures/leak_backstop.ts prints it (the error only as a flag). */
+export interface SeenReport {
+  readonly kind: string;
+  readonly backend: string;
+  readonly fd: number;
+  readonly ports: readonly number[];
+  readonly ranges: number;
+  readonly pages: number;
+  readonly refs: readonly number[];
+  readonly failed: boolean;
+  readonly message: string;
+}
+
+/** What tests/fixtures/leak_backstop.ts printed for one scenario. */
+export interface BackstopRun<Facts> {
+  readonly reports: SeenReport[];
+  readonly facts: Facts;
+}
+
+/**
+ * Runs a scenario of tests/fixtures/leak_backstop.ts in a child process of
+ * this runtime where garbage collection can be forced (Deno:
+ * --v8-flags=--expose-gc; Bun: Bun.gc), and parses the JSON line it prints.
+ * Rejects when the child fails.
+ */
+export function runBackstop<Facts>(scenario: string): Promise<BackstopRun<Facts>> {
+  const script = new URL("../fixtures/leak_backstop.ts", import.meta.url).pathname;
+  const args = "Deno" in globalThis
+    ? ["run", "-A", "--v8-flags=--expose-gc", script, scenario]
+    : ["run", script, scenario];
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (c) => (out += c));
+    child.stderr.on("data", (c) => (err += c));
+    child.on("error", reject);
+    child.on("close", (code) => {
+      if (code !== 0) reject(new Error(`${scenario} exited ${code}: ${out}${err}`));
+      else resolve(JSON.parse(out.trim().split("\n").at(-1)!));
+    });
+  });
+}

@@ -1,6 +1,7 @@
 /**
  * The lanes the XenStore contract suite runs on. Every test is written once
- * and runs on each lane; a lane is a (daemon, transport) pair:
+ * and runs on each lane; a lane is a (daemon, transport) pair, tagged in test
+ * names by laneTag():
  *
  * - "xenstore:sim": the simulated xenstored, a fresh SimHypervisor per test,
  *   connected as dom0 through the simulated domain backend; unprivileged
@@ -16,7 +17,8 @@
  * XENCHAN_XENSTORE_TRANSPORTS (default "socket,xenbus") narrows the real
  * lanes. XENCHAN_XENSTORED ("oxenstored" or "cxenstored") names the real
  * daemon for the per-daemon expectations; unset, it is read from
- * /proc/<pid>/comm ("oxenstored", or "xenstored" for C xenstored).
+ * /proc/<pid>/comm ("oxenstored", or "xenstored" for C xenstored), else it
+ * is "unknown".
  *
  * @module
  */
@@ -35,7 +37,7 @@ import {
 } from "../../ffi/mod.ts";
 
 /** Which xenstored answers. */
-export type XenStoreDaemon = "sim" | "oxenstored" | "cxenstored";
+export type XenStoreDaemon = "sim" | "oxenstored" | "cxenstored" | "unknown";
 
 /** Which lane. */
 export type XenStoreLaneName = "sim" | "sim-socket" | "socket" | "xenbus";
@@ -72,12 +74,25 @@ export interface XenStoreLane {
   session(): Promise<LaneSession>;
 }
 
+/**
+ * The lane's tag in test names (scripts/lib/junit.mjs LANE_TAG): "xenstore:sim",
+ * "xenstore:sim socket", or "xenstore:<daemon> <transport>" on real Xen.
+ */
+export function laneTag(lane: XenStoreLane): string {
+  if (lane.name === "sim") return "xenstore:sim";
+  if (lane.name === "sim-socket") return "xenstore:sim socket";
+  return `xenstore:${lane.daemon} ${lane.name}`;
+}
+
 function requested(name: string, fallback: string): Set<string> {
   const list = process.env[name] ?? fallback;
   return new Set(list.split(",").map((s) => s.trim()).filter(Boolean));
 }
 
-/** The real daemon's name: XENCHAN_XENSTORED, else what /proc says, else "cxenstored". */
+/**
+ * The real daemon's name: XENCHAN_XENSTORED, else what /proc says, else
+ * "unknown" (the per-daemon expectations then fail, asking for the variable).
+ */
 export function realDaemon(): XenStoreDaemon {
   const named = process.env.XENCHAN_XENSTORED;
   if (named === "oxenstored" || named === "cxenstored") return named;
@@ -94,9 +109,9 @@ export function realDaemon(): XenStoreDaemon {
       if (comm === "xenstored") return "cxenstored";
     }
   } catch {
-    // No /proc: keep the default.
+    // No /proc: unknown.
   }
-  return "cxenstored";
+  return "unknown";
 }
 
 let sessionCounter = 0;

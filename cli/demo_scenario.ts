@@ -1,0 +1,50 @@
+/**
+ * The seam between the demo command (cli/demo.ts) and its scenarios: the
+ * options every scenario gets and the interface each one implements. A
+ * scenario is one way to stage the same split driver: where the back end
+ * runs, where the front end runs, how it crashes, what is real. Today there
+ * are two, one per backend (cli/demo_sim.ts: both ends simulated in this
+ * process; cli/demo_loopback.ts: real Xen, front end in a dom0 child
+ * process). A third (for example a dom0 back end with its front end in a
+ * real guest domain) is one more DemoScenario in cli/demo.ts's table,
+ * placed before the one it should win over.
+ *
+ * @module
+ */
+import type { BackendKind } from "../mod.ts";
+import type { DemoReport } from "./demo_report.ts";
+
+/** Options of runDemo, as demoOptions converts them; every scenario gets all of them. */
+export interface DemoOptions {
+  readonly backend: "auto" | "sim" | "ffi";
+  readonly requests: number;
+  readonly timeoutMs: number;
+  readonly json: boolean;
+}
+
+/** One staging of the demo, run on one kind of backend. */
+export interface DemoScenario {
+  /** A short name for messages, e.g. "simulator" or "dom0 loopback". */
+  readonly name: string;
+  /** The backend kind it runs on; runDemo considers it only when selectBackend picked this kind. */
+  readonly kind: BackendKind;
+  /**
+   * Whether this scenario takes `options` (for example a guest scenario
+   * would take them only when a guest domain is named). Pure, never
+   * throws; the first scenario of the right kind that applies runs.
+   */
+  applies(options: DemoOptions): boolean;
+  /**
+   * Runs the whole demo: set-up, attach, exchange, crash and its
+   * unmap-notify event, domain death, checks. `reason` is why the backend
+   * was chosen (selectBackend's reason), copied into the report.
+   * Resolves with the report whether or not its checks passed (a missing
+   * event is a failed check, not a rejection). Rejects when a step fails
+   * outright: opening the backend (LibraryNotFoundError, XenCallError), a
+   * step's timeout (Error "timed out after N ms waiting for ..."), the
+   * front end failing to start. Every handle, mapping and child process it
+   * made is released when it settles, either way. Reentrant: each call
+   * opens its own handles and stages its own domains or child process.
+   */
+  run(options: DemoOptions, reason: string): Promise<DemoReport>;
+}
