@@ -17,6 +17,8 @@
 //             guest kernel and images (guests.cpio), passes dom0_max_vcpus=1 and the guest
 //             memory layout of vmSettings({ guests: true }); in dom0 XENCHAN_GUESTS=1 and the
 //             helpers xenchan-xenstored and xenchan-guest are on PATH (scripts/xen/sh/)
+//   toolstack the toolstack alone (tools.cpio: xenstored, xl, the helpers), without guest images
+//             and with dom0's usual vCPUs and memory (default: the value of guests)
 // Resolves to { status, files: Map<name, Buffer>, outDir, logPath, timings } where status is
 // the script's exit status (137 when the in-dom0 timeout killed it) and timings holds seconds
 // { provision, initrd, boot, run, total }.
@@ -58,6 +60,7 @@ export async function runInDom0({
   runtimes = true,
   project = true,
   guests = false,
+  toolstack = guests,
   timeoutS,
 } = {}) {
   if (typeof script !== "string") throw new HarnessError("runInDom0: script must be a string");
@@ -81,10 +84,8 @@ export async function runInDom0({
   fs.mkdirSync(runDir, { recursive: true });
   const parts = [await buildBase(prov, [...Object.values(rt), ...cBins])];
   if (runtimes) parts.push(await buildRuntimes(rt));
-  if (guests) {
-    parts.push(await buildTools(prov));
-    parts.push(await buildGuests(prov, resolveRuntimes()));
-  }
+  if (toolstack || guests) parts.push(await buildTools(prov));
+  if (guests) parts.push(await buildGuests(prov, resolveRuntimes()));
   const inVmTimeout = Math.max(60, settings.timeoutS - BOOT_BUDGET_S);
   parts.push(
     await buildRun({ nonce, script, env, project, binaries: cBins, timeoutS: inVmTimeout }),
