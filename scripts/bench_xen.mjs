@@ -11,7 +11,13 @@
 // bench/evtchn_roundtrip_raw.ts (the bound C functions called directly). Then it prints a
 // table of per-round-trip ratios against C from the same boot, and whether each runtime meets
 // the goal (ratio <= 1.3). Absolute times under TCG are noisy; only the ratios mean anything.
-// Environment: XENCHAN_BENCH_ROUNDTRIPS (N for C, also exported to the TS bench; default 10000),
+// Then the XenStore benches on real oxenstored (started with xenchan-xenstored):
+//   C:    xenstore_bench <M>                 (bench/c/xenstore_bench.c over libxenstore)
+//   Deno, Bun: bench/xenstore.ts <M>         (the public client over the xenstored socket)
+//   C again (xenstore-c-end), and a table of ratios against both C runs of the boot (the range is
+//   the spread): throughput with 1 and 64 requests in flight (goal >= 1.0x C with 64 in flight),
+//   the latency of one request (goal <= 1.3x C) and the watch event latency.
+// Environment: XENCHAN_BENCH_XENSTORE_OPS (M, default 2000), XENCHAN_BENCH_ROUNDTRIPS (N for C, also exported to the TS bench; default 10000),
 // XENCHAN_BENCH_STRICT=1 (exit 1 when a runtime misses the goal), knobs of scripts/xen/config.mjs.
 // Output: the table; raw outputs in <cache>/runs/bench_xen/out/.
 // Exit:   0 when every bench that ran produced its JSON; 1 when one failed (or, with STRICT, missed
@@ -35,12 +41,72 @@ export async function benchXen() {
   const run = await runInDom0({
     name: "bench_xen",
     script: dom0Script(withTs),
-    env: { XENCHAN_BENCH_ROUNDTRIPS: n },
+    toolstack: true,
+    env: {
+      XENCHAN_BENCH_ROUNDTRIPS: n,
+      XENCHAN_BENCH_XENSTORE_OPS: process.env.XENCHAN_BENCH_XENSTORE_OPS ?? "2000",
+    },
   });
   const names = withTs ? ["c", "deno", "bun", "deno-raw", "bun-raw", "c-end"] : ["c", "c-end"];
   const rows = names.flatMap((name) => readBench(run.files, name));
+  const xs = XENSTORE_RUNS.map((name) => readXenStoreBench(run.files, name));
   console.log(`\ndom0 timings (s): ${JSON.stringify(run.timings)}; raw output in ${run.outDir}`);
-  return { rows, ok: rows.every((r) => r.result !== null) };
+  return { rows, xs, ok: rows.every((r) => r.result !== null) && xs.every((x) => x.rows.length) };
+}
+
+/** The XenStore bench runs, in boot order. */
+const XENSTORE_RUNS = ["xenstore-c", "xenstore-deno", "xenstore-bun", "xenstore-c-end"];
+
+/** One XenStore bench run: { name, rows: [JSON rows], why }. */
+function readXenStoreBench(files, name) {
+  const text = (f) => files.get(f)?.toString("utf8") ?? "";
+  const rows = text(`${name}.out`).split("\n").map(tryJson).filter((j) => j && j.op);
+  const status = text(`${name}.status`).trim();
+  const err = text(`${name}.err`).trim().split("\n").slice(-5).join("\n");
+  return { name, rows, why: rows.length ? "" : `exit ${status || "none"}${err ? `\n${err}` : ""}` };
+}
+
+/** The key of a XenStore row: "read x1", "write x64", "watch". */
+function xsKey(row) {
+  return row.op === "watch" ? "watch" : `${row.op} x${row.inflight}`;
+}
+
+/**
+ * Prints the XenStore table: per row and runtime the ratio against each C run of the boot,
+ * as "lo-hi" (throughput: TS ops/s over C ops/s, higher is better; watch: TS p50 latency over
+ * C p50, lower is better), and the goals of the issue for 64 in flight (>= 1.0x) and the latency
+ * of one request (us per op <= 1.3x C). Returns true when every goal is met.
+ */
+function printXenStoreTable(xs) {
+  const cRuns = xs.filter((x) => x.name.startsWith("xenstore-c") && x.rows.length);
+  console.log("\nXenStore (oxenstored, socket)  vs C libxenstore (range over the two C runs)");
+  for (const x of xs) if (!x.rows.length) console.log(`${x.name.padEnd(16)} FAILED: ${x.why}`);
+  if (!cRuns.length) return false;
+  let meets = true;
+  for (const ts of xs.filter((x) => !x.name.startsWith("xenstore-c") && x.rows.length)) {
+    for (const row of ts.rows) {
+      const key = xsKey(row);
+      const ratios = cRuns.map((c) => c.rows.find((r) => xsKey(r) === key)).filter(Boolean).map(
+        (c) => key === "watch" ? row.us_p50 / c.us_p50 : row.ops_per_s / c.ops_per_s,
+      );
+      if (!ratios.length) continue;
+      const lo = Math.min(...ratios), hi = Math.max(...ratios);
+      let goal = "";
+      if (key.endsWith("x64")) goal = lo >= 1 ? "meets >= 1.0x" : "MISSES >= 1.0x";
+      if (key.endsWith("x1")) {
+        goal = 1 / lo <= 1.3 ? "meets latency <= 1.3x" : "MISSES latency <= 1.3x";
+      }
+      if (goal.startsWith("MISSES")) meets = false;
+      const what = key === "watch"
+        ? `p50 ${row.us_p50.toFixed(0)} us`
+        : `${row.ops_per_s.toFixed(0)} ops/s`;
+      console.log(
+        `${ts.name.replace("xenstore-", "").padEnd(6)} ${key.padEnd(10)} ${what.padStart(14)}   ` +
+          `${lo.toFixed(2)}-${hi.toFixed(2)}x C   ${goal}`,
+      );
+    }
+  }
+  return meets;
 }
 
 function dom0Script(withTs) {
@@ -60,6 +126,12 @@ ${
       : ""
   }
 bench c-end evtchn_pingpong "$XENCHAN_BENCH_ROUNDTRIPS"
+if xenchan-xenstored start oxenstored >"$XENCHAN_OUT/xenstored.log" 2>&1; then
+  bench xenstore-c xenstore_bench "$XENCHAN_BENCH_XENSTORE_OPS"
+  bench xenstore-deno deno run -A --no-check bench/xenstore.ts "$XENCHAN_BENCH_XENSTORE_OPS"
+  bench xenstore-bun bun run bench/xenstore.ts "$XENCHAN_BENCH_XENSTORE_OPS"
+  bench xenstore-c-end xenstore_bench "$XENCHAN_BENCH_XENSTORE_OPS"
+fi
 `;
 }
 
@@ -131,8 +203,9 @@ function us(ns) {
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   try {
-    const { rows, ok } = await benchXen();
-    const meets = printTable(rows);
+    const { rows, xs, ok } = await benchXen();
+    const evtchnMeets = printTable(rows);
+    const meets = printXenStoreTable(xs) && evtchnMeets;
     process.exitCode = !ok ? 1 : (!meets && process.env.XENCHAN_BENCH_STRICT === "1") ? 1 : 0;
   } catch (e) {
     if (!(e instanceof HarnessError)) throw e;

@@ -144,7 +144,30 @@ export function summaryLine(results) {
     (skipped ? `, ${skipped} skipped` : "");
 }
 
-/** Prints one line per RunnerResult plus its lanes and notes. */
+/**
+ * Sums RunnerResults per runtime lane: the first word of the runner name ("deno (dom0)" and
+ * "deno" are lane deno, "bun (dom0)" lane bun). Returns [{ lane, passed, failed, skipped,
+ * runners }] in first-seen order; runners = how many results went into the lane. The totals
+ * are the same sums summaryLine() makes, split by lane.
+ */
+export function runtimeLanes(results) {
+  const lanes = new Map();
+  for (const r of results) {
+    const lane = r.runner.trim().split(/\s+/)[0] ?? r.runner;
+    const sum = lanes.get(lane) ?? { lane, passed: 0, failed: 0, skipped: 0, runners: 0 };
+    sum.passed += r.passed;
+    sum.failed += r.failed;
+    sum.skipped += r.skipped;
+    sum.runners += 1;
+    lanes.set(lane, sum);
+  }
+  return [...lanes.values()];
+}
+
+/**
+ * Prints one line per RunnerResult plus its lanes and notes, then, when some runtime ran in more than one
+ * place (host and dom0), one line per runtime lane (runtimeLanes()).
+ */
 export function printResults(title, results) {
   console.log(`\n== ${title} ==`);
   for (const r of results) {
@@ -154,6 +177,14 @@ export function printResults(title, results) {
       console.log(`${"".padEnd(14)} lane ${laneLabel(tag)}: ${countsText(c)}`);
     }
     for (const n of r.notes) console.log(`${"".padEnd(14)} note: ${n}`);
+  }
+  const lanes = runtimeLanes(results);
+  if (lanes.some((l) => l.runners > 1)) {
+    console.log("per runtime:");
+    for (const l of lanes) {
+      const skip = l.skipped ? `, ${l.skipped} skipped` : "";
+      console.log(`  ${l.lane.padEnd(12)} ${l.passed} passed, ${l.failed} failed${skip}`);
+    }
   }
 }
 

@@ -7,6 +7,7 @@ import {
   countLogErrors,
   laneLabel,
   runnerResult,
+  runtimeLanes,
   summaryLine,
 } from "./junit.mjs";
 
@@ -146,5 +147,33 @@ describe("summaryLine", () => {
     const b = { runner: "b", passed: 2, failed: 0, skipped: 0, notes: [] };
     assert.equal(summaryLine([a, b]), "5 passed, 1 failed");
     assert.equal(summaryLine([a, { ...b, skipped: 4 }]), "5 passed, 1 failed, 4 skipped");
+  });
+});
+
+describe("runtimeLanes", () => {
+  it("sums host and dom0 runners of the same runtime, keeping the totals", () => {
+    const r = (runner, passed, failed, skipped = 0) => ({
+      runner,
+      passed,
+      failed,
+      skipped,
+      notes: [],
+    });
+    const results = [
+      r("deno", 10, 0, 2),
+      r("bun", 9, 1),
+      r("harness", 5, 0),
+      r("deno (dom0)", 7, 1),
+      r("bun (dom0)", 8, 0, 1),
+    ];
+    assert.deepEqual(runtimeLanes(results), [
+      { lane: "deno", passed: 17, failed: 1, skipped: 2, runners: 2 },
+      { lane: "bun", passed: 17, failed: 1, skipped: 1, runners: 2 },
+      { lane: "harness", passed: 5, failed: 0, skipped: 0, runners: 1 },
+    ]);
+    const lanes = runtimeLanes(results);
+    const sum = (k) => lanes.reduce((a, l) => a + l[k], 0);
+    assert.equal(`${sum("passed")} passed, ${sum("failed")} failed`, "39 passed, 2 failed");
+    assert.equal(summaryLine(results), "39 passed, 2 failed, 3 skipped");
   });
 });
