@@ -1,16 +1,22 @@
 // deno-lint-ignore-file explicit-module-boundary-types -- plain JS run by node: no type syntax
 // scripts/test_xen.mjs - runs the dom0 suite inside a real Xen dom0 (`npm run test:xen`).
 //
-// What it does: provisions, boots Xen + a Linux PV dom0 under QEMU once (scripts/xen/dom0.mjs),
-// and inside dom0 runs the dom0 suite = the test files under tests/dom0/ (need real Xen) and
-// tests/contract/ (with XENCHAN_TEST_BACKENDS=ffi, so only the real backend variant runs) under
+// What it does: provisions, boots Xen + a Linux PV dom0 under QEMU once (scripts/xen/dom0.mjs,
+// with guests: the toolstack, the guest images, dom0_max_vcpus=1), starts the XenStore daemon
+// in dom0 (xenchan-xenstored start $XENCHAN_XENSTORED, default oxenstored; tests may switch to
+// the other one and back, see tests/helpers/guest.ts), and inside dom0 runs the dom0 suite = the
+// test files under tests/dom0/ (need real Xen) and tests/contract/ (with
+// XENCHAN_TEST_BACKENDS=ffi, so only the real backend variant runs) under
 //   Deno: deno test -A --no-check --junit-path=/out/deno.xml <files>
 //   Bun:  bun test --reporter=junit --reporter-outfile=/out/bun.xml <files>
 // Each runner's console output comes back as a result file and is printed here; the counts
 // come from the JUnit reports. A missing directory is skipped. A runner that leaves no report,
 // exits non-zero with no failing test, or executes zero tests counts as a failure, and so does
 // a harness failure (boot or transfer), so a broken harness never looks green.
-// Environment: XENCHAN_RUNNER_TIMEOUT_S (per runner in dom0, default 480), XENCHAN_DOM0_TESTS
+// A daemon that fails to start is reported (xenstored.log) and the suite still runs: the
+// guest tests then fail with the helper's reason.
+// Environment: XENCHAN_RUNNER_TIMEOUT_S (per runner in dom0, default 600), XENCHAN_XENSTORED
+// (oxenstored or cxenstored: the daemon the suite starts with), XENCHAN_DOM0_TESTS
 // (space-separated repo-relative files replacing the default list, for debugging) and the
 // knobs in scripts/xen/config.mjs. Results: <cache>/runs/test_xen/out/.
 // Exports: testXen() -> Promise<RunnerResult[]>.
@@ -39,9 +45,11 @@ export async function testXen() {
     run = await runInDom0({
       name: "test_xen",
       script: dom0Script(files),
+      guests: true,
       env: {
         XENCHAN_TEST_BACKENDS: "ffi",
-        XENCHAN_RUNNER_TIMEOUT_S: process.env.XENCHAN_RUNNER_TIMEOUT_S ?? "480",
+        XENCHAN_RUNNER_TIMEOUT_S: process.env.XENCHAN_RUNNER_TIMEOUT_S ?? "600",
+        XENCHAN_XENSTORED: process.env.XENCHAN_XENSTORED ?? "oxenstored",
       },
     });
   } catch (e) {
@@ -50,6 +58,7 @@ export async function testXen() {
     return harnessFailure(e.message.split("\n")[0]);
   }
   const text = (name) => run.files.get(name)?.toString("utf8") ?? null;
+  console.log(`\n== dom0: XenStore daemon ==\n${text("xenstored.log") ?? "(no output)"}`);
   const results = [];
   for (const runner of RUNNERS) {
     const log = text(`${runner}.log`) ?? "";
@@ -80,8 +89,14 @@ run() {
   echo "$s" >"$XENCHAN_OUT/$name.status"
   echo "xenchan: $name test exit $s"
 }
+xenchan-xenstored start "$XENCHAN_XENSTORED" >"$XENCHAN_OUT/xenstored.log" 2>&1 ||
+  echo "xenchan: xenchan-xenstored start $XENCHAN_XENSTORED failed" | tee -a "$XENCHAN_OUT/xenstored.log"
+xenchan-guest check >>"$XENCHAN_OUT/xenstored.log" 2>&1
 run deno deno test -A --no-check --junit-path="$XENCHAN_OUT/deno.xml" ${deno}
 run bun bun test --reporter=junit --reporter-outfile="$XENCHAN_OUT/bun.xml" ${bun}
+# the daemons' and guests' logs, for a failure's post-mortem
+mkdir -p "$XENCHAN_OUT/xen-logs"
+cp -r /var/log/xen/. "$XENCHAN_OUT/xen-logs/" 2>/dev/null
 `;
 }
 

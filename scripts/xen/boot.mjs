@@ -29,8 +29,9 @@ export function qemuArgs({ prov, initrd, logPath, settings }) {
   const dom0Cmdline = "console=hvc0 earlyprintk=xen rdinit=/init loglevel=4";
   const modules = [`${prov.vmlinuz} ${dom0Cmdline}`, initrd].map((m) => m.replaceAll(",", ",,"));
   const mem = settings.dom0MemMb;
-  const xenCmdline =
-    `console=com1 com1=115200,8n1 dom0_mem=${mem}M,max:${mem}M loglvl=all guest_loglvl=all`;
+  const vcpus = settings.dom0MaxVcpus ? ` dom0_max_vcpus=${settings.dom0MaxVcpus}` : "";
+  const xenCmdline = `console=com1 com1=115200,8n1 dom0_mem=${mem}M,max:${mem}M${vcpus} ` +
+    `loglvl=all guest_loglvl=all`;
   const accel = settings.accel === "kvm" ? ["-accel", "kvm"] : ["-accel", "tcg,thread=multi"];
   return [
     "-machine",

@@ -13,13 +13,17 @@
 //   env       extra environment variables for the script
 //   runtimes  include deno and bun in the initrd (default true; false boots faster)
 //   project   copy the project source into /xenchan (default true)
+//   guests    boot for guest domains (default false): adds the toolstack (tools.cpio) and the
+//             guest kernel and images (guests.cpio), passes dom0_max_vcpus=1 and the guest
+//             memory layout of vmSettings({ guests: true }); in dom0 XENCHAN_GUESTS=1 and the
+//             helpers xenchan-xenstored and xenchan-guest are on PATH (scripts/xen/sh/)
 // Resolves to { status, files: Map<name, Buffer>, outDir, logPath, timings } where status is
 // the script's exit status (137 when the in-dom0 timeout killed it) and timings holds seconds
 // { provision, initrd, boot, run, total }.
 // Throws HarnessError (with the serial log tail) when dom0 never starts the script, never
 // reports an exit status, or a result file arrives damaged.
 //
-// CLI: node scripts/xen/dom0.mjs [--no-runtimes] [--name N] <script.sh | -c 'commands'>
+// CLI: node scripts/xen/dom0.mjs [--no-runtimes] [--guests] [--name N] <script.sh | -c 'commands'>
 //   prints the result file names and the directory, exits with the script's status
 //   (2 on a harness failure).
 
@@ -30,7 +34,15 @@ import { fileURLToPath } from "node:url";
 import { CACHE, HarnessError, note, vmSettings } from "./config.mjs";
 import { provision } from "./provision.mjs";
 import { buildCBenches } from "./c_build.mjs";
-import { buildBase, buildRun, buildRuntimes, concatFiles, resolveRuntimes } from "./initrd.mjs";
+import {
+  buildBase,
+  buildGuests,
+  buildRun,
+  buildRuntimes,
+  buildTools,
+  concatFiles,
+  resolveRuntimes,
+} from "./initrd.mjs";
 import { bootXen } from "./boot.mjs";
 import { parseConsole } from "./console.mjs";
 
@@ -45,10 +57,11 @@ export async function runInDom0({
   env = {},
   runtimes = true,
   project = true,
+  guests = false,
   timeoutS,
 } = {}) {
   if (typeof script !== "string") throw new HarnessError("runInDom0: script must be a string");
-  const settings = vmSettings();
+  const settings = vmSettings({ guests });
   if (timeoutS) settings.timeoutS = timeoutS;
   const timings = {};
   const t0 = Date.now();
@@ -68,6 +81,10 @@ export async function runInDom0({
   fs.mkdirSync(runDir, { recursive: true });
   const parts = [await buildBase(prov, [...Object.values(rt), ...cBins])];
   if (runtimes) parts.push(await buildRuntimes(rt));
+  if (guests) {
+    parts.push(await buildTools(prov));
+    parts.push(await buildGuests(prov, resolveRuntimes()));
+  }
   const inVmTimeout = Math.max(60, settings.timeoutS - BOOT_BUDGET_S);
   parts.push(
     await buildRun({ nonce, script, env, project, binaries: cBins, timeoutS: inVmTimeout }),
@@ -76,8 +93,11 @@ export async function runInDom0({
   lap("initrd", t);
 
   const logPath = path.join(runDir, "serial.log");
+  const initrdMb = Math.round(fs.statSync(initrd).size / 2 ** 20);
+  const vcpus = settings.dom0MaxVcpus ? `, dom0 ${settings.dom0MaxVcpus} vCPU` : "";
   note(
-    `booting Xen (${settings.accel}, ${settings.smp} vCPU, ${settings.memMb} MiB); log ${logPath}`,
+    `booting Xen (${settings.accel}, ${settings.smp} vCPU${vcpus}, ${settings.memMb} MiB, ` +
+      `dom0 ${settings.dom0MemMb} MiB, initrd ${initrdMb} MiB); log ${logPath}`,
   );
   const boot = await bootXen({ prov, initrd, logPath, nonce, settings });
   timings.boot = boot.bootS === null ? null : round(boot.bootS);
@@ -120,17 +140,18 @@ function round(x) {
 }
 
 async function main(argv) {
-  const opts = { runtimes: true, name: "cli" };
+  const opts = { runtimes: true, name: "cli", guests: false };
   let script = null;
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === "--no-runtimes") opts.runtimes = false;
+    else if (argv[i] === "--guests") opts.guests = true;
     else if (argv[i] === "--name") opts.name = argv[++i];
     else if (argv[i] === "-c") script = argv[++i];
     else script = fs.readFileSync(argv[i], "utf8");
   }
   if (script === null) {
     console.error(
-      "usage: node scripts/xen/dom0.mjs [--no-runtimes] [--name N] <script.sh | -c CMDS>",
+      "usage: node scripts/xen/dom0.mjs [--no-runtimes] [--guests] [--name N] <script.sh | -c CMDS>",
     );
     return 2;
   }
