@@ -18,7 +18,7 @@
  */
 import assert from "node:assert/strict";
 import { readdirSync, writeFileSync } from "node:fs";
-import { describe, it } from "node:test";
+import { before, describe, it } from "node:test";
 import {
   attachRuntimeLoop,
   EventContext,
@@ -209,7 +209,17 @@ describe(`libxl in dom0 (${RUNTIME})`, { skip: skipXen }, () => {
     }));
 });
 
+/** Destroys domains an earlier, interrupted run of this file left behind (names xl-*). */
+async function destroyLeftovers(): Promise<void> {
+  const r = await runCommand(["xl", "list"]);
+  for (const line of r.stdout.split("\n").slice(1)) {
+    const name = line.trim().split(/\s+/)[0];
+    if (name?.startsWith("xl-")) await runCommand(["xl", "destroy", name]);
+  }
+}
+
 describe(`libxl with real guests (${RUNTIME})`, { skip: skipGuests }, () => {
+  before(destroyLeftovers);
   const cases = [
     ["poweroff", "poweroff -f", ["shutdown poweroff", "death"]],
     ["reboot", "reboot -f", ["shutdown reboot", "death"]],
