@@ -119,7 +119,7 @@ async function pausedDomain(name: string): Promise<number> {
       `type = "pv"`,
       `kernel = "/xenchan-xen/guest/vmlinux"`,
       `ramdisk = "/xenchan-xen/guest/none.img"`,
-      `memory = 64`,
+      `memory = 128`,
       `vcpus = 1`,
       "",
     ].join("\n"),
@@ -236,7 +236,7 @@ describe(`libxl with real guests (${RUNTIME})`, { skip: skipGuests }, () => {
           assert.deepEqual(await next(ctx, g.domid, expected.length), expected);
           const gap = sampler.stop();
           console.log(`${label} d${g.domid}: ${expected.join(", ")}; longest loop gap ${gap} ms`);
-          assert.ok(gap < 1500, `the event loop stalled for ${gap} ms`);
+          assert.ok(gap < 3000, `the event loop stalled for ${gap} ms`);
           assert.equal(source.stats().watched, 0, "the watch ends with DOMAIN_DEATH");
         } finally {
           await g.destroy();
@@ -345,7 +345,7 @@ describe(`libxl with real guests (${RUNTIME})`, { skip: skipGuests }, () => {
       }
       const gap = sampler.stop();
       console.log(`twenty cycles: longest loop gap ${gap} ms`);
-      assert.ok(gap < 1500, `the event loop stalled for ${gap} ms`);
+      assert.ok(gap < 3000, `the event loop stalled for ${gap} ms`);
       assert.equal(openFds(), before, "descriptors after twenty cycles and close");
     },
   );
