@@ -295,6 +295,7 @@ describe(`libxl with real guests (${RUNTIME})`, { skip: skipGuests }, () => {
     SLOW,
     async () => {
       const CYCLES = 20;
+      let spanned = 0; // destroys still in flight after a turn of the event loop
       // warm up: the shared poller, Bun's poll Worker, the libraries
       await withLibxl((ctx) => {
         ctx.enableDomainDeath(0).disable();
@@ -312,7 +313,12 @@ describe(`libxl with real guests (${RUNTIME})`, { skip: skipGuests }, () => {
           const domid = await pausedDomain(name);
           try {
             ctx.enableDomainDeath(domid, i);
-            await source.libxl.destroy(domid);
+            const destroying = source.libxl.destroy(domid);
+            let settled = false;
+            void destroying.then(() => (settled = true), () => (settled = true));
+            await new Promise((resolve) => setTimeout(resolve, 0));
+            if (!settled) spanned++;
+            await destroying;
             assert.deepEqual(await next(ctx, domid, 1), ["death"], `cycle ${i} d${domid}`);
           } finally {
             await runCommand(["xl", "destroy", name]);
@@ -322,6 +328,7 @@ describe(`libxl with real guests (${RUNTIME})`, { skip: skipGuests }, () => {
         assert.equal(ctx.eventCheck(DOMAIN), null, "no event beyond the twenty deaths");
         const s = source.stats();
         assert.equal(s.deathEvents, CYCLES);
+        assert.equal(spanned, CYCLES, "every destroy completed asynchronously, over loop turns");
         assert.equal(s.shutdownEvents, 0);
         assert.equal(s.otherEvents, 0);
         assert.equal(s.disasters, 0);
@@ -344,8 +351,10 @@ describe(`libxl with real guests (${RUNTIME})`, { skip: skipGuests }, () => {
         await source.close();
       }
       const gap = sampler.stop();
+      // libxl runs its hypercalls inline (xc_domain_destroy of 128 MB is slow under TCG):
+      // a bounded stall, never a wait for an event (that would last the whole teardown).
       console.log(`twenty cycles: longest loop gap ${gap} ms`);
-      assert.ok(gap < 3000, `the event loop stalled for ${gap} ms`);
+      assert.ok(gap < 10_000, `the event loop stalled for ${gap} ms`);
       assert.equal(openFds(), before, "descriptors after twenty cycles and close");
     },
   );
