@@ -49,6 +49,15 @@ const RUNS = process.env.XENCHAN_FUZZ_RUNS === undefined
   ? undefined
   : Number(process.env.XENCHAN_FUZZ_RUNS);
 
+/**
+ * A test's time limit for `numRuns` runs: a run takes ~40 ms on an idle
+ * machine, several times that on a loaded one, far below Bun's default 5 s
+ * limit for the whole property. A hang is caught per operation (2 s) anyway.
+ */
+function limit(numRuns: number): { timeout: number } {
+  return { timeout: Math.max(120_000, (RUNS ?? numRuns) * 2_000) };
+}
+
 /** fc.assert with the file's seed; a failure names the seed that reproduces it. */
 async function check<T>(property: fc.IAsyncProperty<T>, numRuns: number): Promise<void> {
   try {
@@ -384,16 +393,22 @@ async function fuzz(role: Role, sizes: readonly [number, number], commands: read
 }
 
 for (const role of ["server", "client"] as const) {
-  test(`fuzz: a hostile ${role === "server" ? "client" : "server"} writing garbage into the page [vchan:sim]`, async () => {
-    await check(
-      fc.asyncProperty(
-        fc.constantFrom(...SIZES),
-        fc.array(command, { minLength: 1, maxLength: 25 }),
-        (sizes, commands) => fuzz(role, sizes, commands),
-      ),
-      60,
-    );
-  });
+  test(
+    `fuzz: a hostile ${
+      role === "server" ? "client" : "server"
+    } writing garbage into the page [vchan:sim]`,
+    limit(60),
+    async () => {
+      await check(
+        fc.asyncProperty(
+          fc.constantFrom(...SIZES),
+          fc.array(command, { minLength: 1, maxLength: 25 }),
+          (sizes, commands) => fuzz(role, sizes, commands),
+        ),
+        60,
+      );
+    },
+  );
 }
 
 /**
@@ -419,50 +434,59 @@ test("fuzz regression: seed 574090559 path 4:31:11, a crash of the server at eve
   }
 });
 
-test("fuzz: a client refuses a page with orders the protocol forbids, with a typed error [vchan:sim]", async () => {
-  await check(
-    fc.asyncProperty(
-      fc.integer({ min: 0, max: 0xffff }),
-      fc.integer({ min: 0, max: 0xffff }),
-      fc.array(fc.nat(0xffffffff), { maxLength: 8 }),
-      async (left, right, grants) => {
-        const hv = new SimHypervisor();
-        const d1 = hv.createDomain();
-        const xs = new MemoryXenStore(hv);
-        const path = vchanPath(0, d1, 2);
-        const proc = hv.backend(0);
-        const evt = new EventChannels("sim", proc.openEventChannels());
-        const port = evt.bindUnboundPort(d1);
-        const shr = new GrantShare("sim", proc.openGrantShare());
-        const share = shr.sharePages(d1, 1);
-        const page = new DataView(share.bytes.buffer, share.bytes.byteOffset, 4096);
-        page.setUint16(16, left, true);
-        page.setUint16(18, right, true);
-        page.setUint8(21, 1);
-        grants.forEach((g, i) => page.setUint32(24 + 4 * i, g, true));
-        const store = xs.connect(0);
-        await store.write(`${path}/ring-ref`, String(share.refs[0]));
-        await store.write(`${path}/event-channel`, String(port));
-        await store.setPermissions(`${path}/ring-ref`, [{ domid: d1, access: "read" }]);
-        await store.setPermissions(`${path}/event-channel`, [{ domid: d1, access: "read" }]);
-        const client = hv.backend(d1);
-        try {
-          const v = await connectVchan({ backend: client, store: xs.connect(d1), domid: 0, path });
-          // Accepted: the orders were valid and the grants mapped; it must work within bounds.
-          assert.ok(left >= 10 && left <= 20 && right >= 10 && right <= 20);
-          v.tryWrite(new Uint8Array(100));
-          v.close();
-        } catch (error) {
-          const typed = error instanceof VchanError ||
-            (error as { name?: string }).name === "XenCallError";
-          assert.ok(typed, String(error));
-        }
-        assert.equal(client.openHandles, 0, "a refused client releases its handles");
-        share.unshare();
-        evt.close();
-        shr.close();
-      },
-    ),
-    150,
-  );
-});
+test(
+  "fuzz: a client refuses a page with orders the protocol forbids, with a typed error [vchan:sim]",
+  limit(150),
+  async () => {
+    await check(
+      fc.asyncProperty(
+        fc.integer({ min: 0, max: 0xffff }),
+        fc.integer({ min: 0, max: 0xffff }),
+        fc.array(fc.nat(0xffffffff), { maxLength: 8 }),
+        async (left, right, grants) => {
+          const hv = new SimHypervisor();
+          const d1 = hv.createDomain();
+          const xs = new MemoryXenStore(hv);
+          const path = vchanPath(0, d1, 2);
+          const proc = hv.backend(0);
+          const evt = new EventChannels("sim", proc.openEventChannels());
+          const port = evt.bindUnboundPort(d1);
+          const shr = new GrantShare("sim", proc.openGrantShare());
+          const share = shr.sharePages(d1, 1);
+          const page = new DataView(share.bytes.buffer, share.bytes.byteOffset, 4096);
+          page.setUint16(16, left, true);
+          page.setUint16(18, right, true);
+          page.setUint8(21, 1);
+          grants.forEach((g, i) => page.setUint32(24 + 4 * i, g, true));
+          const store = xs.connect(0);
+          await store.write(`${path}/ring-ref`, String(share.refs[0]));
+          await store.write(`${path}/event-channel`, String(port));
+          await store.setPermissions(`${path}/ring-ref`, [{ domid: d1, access: "read" }]);
+          await store.setPermissions(`${path}/event-channel`, [{ domid: d1, access: "read" }]);
+          const client = hv.backend(d1);
+          try {
+            const v = await connectVchan({
+              backend: client,
+              store: xs.connect(d1),
+              domid: 0,
+              path,
+            });
+            // Accepted: the orders were valid and the grants mapped; it must work within bounds.
+            assert.ok(left >= 10 && left <= 20 && right >= 10 && right <= 20);
+            v.tryWrite(new Uint8Array(100));
+            v.close();
+          } catch (error) {
+            const typed = error instanceof VchanError ||
+              (error as { name?: string }).name === "XenCallError";
+            assert.ok(typed, String(error));
+          }
+          assert.equal(client.openHandles, 0, "a refused client releases its handles");
+          share.unshare();
+          evt.close();
+          shr.close();
+        },
+      ),
+      150,
+    );
+  },
+);
