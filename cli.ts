@@ -1,7 +1,7 @@
 /**
  * The xenchan command line: `deno run -P cli.ts <command>` or
- * `bun run cli.ts <command>`. Commands: demo, probe, watch, bench, domains; see
- * `--help`. SIGINT and SIGTERM stop a running watch or domains --follow cleanly.
+ * `bun run cli.ts <command>`. Commands: demo, probe, watch, bench, domains, vchan;
+ * see `--help`; `--version` prints the package version. SIGINT and SIGTERM stop a running watch or domains --follow cleanly.
  *
  * @module
  */
