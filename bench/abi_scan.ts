@@ -20,12 +20,13 @@
  * Goals reported: TS 2-level within 3x of C; cost per event independent of
  * the number of idle ports (the "low" rows at 10 vs the maximum).
  *
- * Warm-up: before its first measurement each case runs for at least
- * WARM_MS of wall time (and at least a fifth of its rounds), so the JIT has
- * compiled the scan loop whatever the event count; within a worker each case
- * is then measured SAMPLES times and the best kept. --quick trades the
+ * Warm-up: a worker first runs every case of its kind for at least WARM_MS
+ * of its own CPU time (and at least a fifth of its rounds), so the JIT has
+ * compiled the scan loop for every shape whatever the event count and the
+ * machine's load; it then measures each case SAMPLES times, interleaved,
+ * and the best of all samples is kept. --quick trades the
  * separate processes for samples in one process (1 repeat x 5 samples of
- * 50,000 events, 40 ms warm-up) and lands within about 1.5x of the full
+ * 50,000 events, 40 ms of CPU warm-up) and lands within about 1.5x of the full
  * run's ratios in a few seconds.
  *
  * Run: node_modules/.bin/deno run -A bench/abi_scan.ts [--quick]
@@ -67,7 +68,7 @@ interface Case {
   readonly rounds: number;
   abi?: EventAbi;
   best: number; // ns per event
-  samples: number[]; // the best of each repeat (worker process)
+  samples: number[]; // every measurement, over all repeats (worker processes)
 }
 
 /** The ports raised in each round; identical to scan_2l.c. */
@@ -96,24 +97,32 @@ function deliver(port: number): void {
   sink += port;
 }
 
-/** Warms the case up (first call), then SAMPLES TS measurements; returns the best ns/event. */
+/** CPU time this process has used, in ms (user + system): a clock that load does not advance. */
+function cpuMs(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1000;
+}
+
+/**
+ * Sets the case up and warms it (JIT): at least a fifth of its rounds and at
+ * least WARM_MS of this process's CPU time, so that on a loaded machine the
+ * warm-up is not cut short by time spent waiting for a core.
+ */
+function warmTs(c: Case): void {
+  const ports = portsFor(c.n, c.pattern);
+  c.abi = createAbi(c.kind); // the full port space; 1..n unmasked, the rest masked
+  for (let p = 1; p <= c.n; p++) c.abi.unmask(p);
+  const chunk = Math.floor(c.rounds / 5) + 1;
+  const t0 = cpuMs();
+  do rounds(c.abi, ports, chunk, deliver); while (cpuMs() - t0 < WARM_MS);
+}
+
+/** One TS measurement of a warmed case; returns ns per delivered event. */
 function measureTs(c: Case): number {
   const ports = portsFor(c.n, c.pattern);
-  if (!c.abi) {
-    c.abi = createAbi(c.kind); // the full port space; 1..n unmasked, the rest masked
-    for (let p = 1; p <= c.n; p++) c.abi.unmask(p);
-    // warm-up (JIT): at least a fifth of the rounds and at least WARM_MS of wall time
-    const chunk = Math.floor(c.rounds / 5) + 1;
-    const t0 = performance.now();
-    do rounds(c.abi, ports, chunk, deliver); while (performance.now() - t0 < WARM_MS);
-  }
-  let best = Infinity;
-  for (let s = 0; s < SAMPLES; s++) {
-    const t0 = performance.now();
-    const events = rounds(c.abi, ports, c.rounds, deliver);
-    best = Math.min(best, ((performance.now() - t0) * 1e6) / events);
-  }
-  return best;
+  const t0 = performance.now();
+  const events = rounds(c.abi!, ports, c.rounds, deliver);
+  return ((performance.now() - t0) * 1e6) / events;
 }
 
 function compileC(dir: string): string {
@@ -148,15 +157,22 @@ function table(rows: string[][]): void {
 }
 
 /**
- * Child mode: one measurement of every case of `kind`, starting at case
- * number `rotate` (so that over the repeats every case also runs early and
- * late); prints "n pattern ns/event" lines.
+ * Child mode: warms every case of `kind` first (so no case is measured while
+ * the JIT still meets new shapes), then SAMPLES rounds of one measurement
+ * per case, starting at case number `rotate` (so that over the repeats every
+ * case also runs early and late) and interleaved, so a burst of load from
+ * other processes spoils one sample of many cases rather than every sample
+ * of one. Prints "n pattern ns,ns,..." lines (every sample, ns/event).
  */
 function worker(kind: AbiKind, rotate: number): void {
   const mine = makeCases().filter((c) => c.kind === kind);
   const r = rotate % mine.length;
-  for (const c of [...mine.slice(r), ...mine.slice(0, r)]) {
-    console.log(`${c.n} ${c.pattern} ${measureTs(c)}`); // read by the parent, not a result row
+  const order = [...mine.slice(r), ...mine.slice(0, r)];
+  for (const c of order) warmTs(c);
+  for (let s = 0; s < SAMPLES; s++) for (const c of order) c.samples.push(measureTs(c));
+  for (const c of order) {
+    // read by the parent, not a result row
+    console.log(`${c.n} ${c.pattern} ${c.samples.join(",")}`);
   }
   if (sink < 0) throw new Error("unreachable");
 }
@@ -181,17 +197,17 @@ function makeCases(): Case[] {
   return cases;
 }
 
-/** Runs this script as a worker for `kind` with the same runtime; returns "n/pattern" -> ns/event. */
-function spawnWorker(kind: AbiKind, rotate: number): Map<string, number> {
+/** Runs this script as a worker for `kind` with the same runtime; returns "n/pattern" -> samples. */
+function spawnWorker(kind: AbiKind, rotate: number): Map<string, number[]> {
   const script = fileURLToPath(import.meta.url);
   const tail = [script, "--worker", kind, String(rotate), ...(QUICK ? ["--quick"] : [])];
   const args = process.versions.bun ? ["run", ...tail] : ["run", "-A", ...tail];
-  const map = new Map<string, number>();
+  const map = new Map<string, number[]>();
   for (
     const line of execFileSync(process.execPath, args, { encoding: "utf8" }).trim().split("\n")
   ) {
     const [n, pattern, ns] = line.split(" ");
-    map.set(`${n}/${pattern}`, Number(ns));
+    map.set(`${n}/${pattern}`, ns.split(",").map(Number));
   }
   return map;
 }
@@ -216,9 +232,9 @@ function main(): void {
         const got = spawnWorker(kind, rep * 2);
         for (const c of cases) {
           if (c.kind === kind) {
-            const ns = got.get(`${c.n}/${c.pattern}`) ?? Infinity;
-            c.best = Math.min(c.best, ns);
-            c.samples.push(ns);
+            const ns = got.get(`${c.n}/${c.pattern}`) ?? [];
+            c.best = Math.min(c.best, ...ns);
+            c.samples.push(...ns);
           }
         }
       }

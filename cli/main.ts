@@ -79,6 +79,14 @@ export async function main(
   }
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
     const topic = name === "help" ? COMMANDS.find((c) => c.spec.name === rest[0]) : undefined;
+    if (name === "help" && rest[0] !== undefined && !topic) {
+      out.err(
+        `xenchan help: unknown command '${rest[0]}' (commands: ${
+          COMMANDS.map((c) => c.spec.name).join(", ")
+        })`,
+      );
+      return USAGE_EXIT;
+    }
     out.log(topic ? topic.spec.help : TOP_HELP);
     if (name === undefined) return USAGE_EXIT;
     return 0;

@@ -151,6 +151,12 @@ describe("--version", () => {
 });
 
 describe("every command", () => {
+  it("'help' of an unknown command is exit 2 naming the commands", async () => {
+    const r = await run("help", "frobnicate");
+    assert.equal(r.code, USAGE_EXIT);
+    assert.match(r.stderr, /unknown command 'frobnicate' \(commands: demo, probe, watch, bench/);
+  });
+
   it("has --help and a usage line", async () => {
     assert.ok(COMMANDS.length >= 6);
     for (const { spec } of COMMANDS) {
