@@ -36,9 +36,9 @@
  * one) plus one summary row per ABI (medians over its cases with a C
  * figure); the tables on stderr.
  * Needs gcc (apt-get install gcc). Environment (overrides): ABI_BENCH_EVENTS
- * (events per measurement, default 1000000), ABI_BENCH_REPEATS (worker
+ * (events per measurement, default 250000), ABI_BENCH_REPEATS (worker
  * processes per kind, default 5), ABI_BENCH_SAMPLES (measurements per case in
- * a worker, default 3), ABI_BENCH_WARM_MS (default 40).
+ * a worker, default 5), ABI_BENCH_WARM_MS (default 40).
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -52,9 +52,9 @@ import { emitRow, median, say } from "./rows.ts";
 const QUICK = process.argv.includes("--quick");
 const setting = (name: string, full: number, quick: number) =>
   Number(process.env[name] ?? (QUICK ? quick : full));
-const EVENTS = setting("ABI_BENCH_EVENTS", 1_000_000, 50_000);
+const EVENTS = setting("ABI_BENCH_EVENTS", 250_000, 50_000);
 const REPEATS = setting("ABI_BENCH_REPEATS", 5, 1);
-const SAMPLES = setting("ABI_BENCH_SAMPLES", 3, 5);
+const SAMPLES = setting("ABI_BENCH_SAMPLES", 5, 5);
 const WARM_MS = setting("ABI_BENCH_WARM_MS", 40, 40);
 const FEW = 4;
 const KINDS: readonly AbiKind[] = ["2l", "3l", "fifo"];
