@@ -1,8 +1,8 @@
 #!/usr/bin/env -S sh -c 'if command -v bun >/dev/null; then exec bun "$0" "$@"; fi; exec deno run -A "$0" "$@"'
 /**
  * The xenchan command line: `deno run -P cli.ts <command>` or
- * `bun run cli.ts <command>`. Commands: demo, probe, watch, bench, domains; see
- * `--help`. SIGINT and SIGTERM stop a running watch or domains --follow cleanly.
+ * `bun run cli.ts <command>`. Commands: demo, probe, watch, bench, domains, vchan;
+ * see `--help`; `--version` prints the package version. SIGINT and SIGTERM stop a running watch or domains --follow cleanly.
  *
  * The first line lets the file run as a program (the npm package's `xenchan`
  * bin is this file built to dist/cli.js): it runs Bun if `bun` is on PATH,

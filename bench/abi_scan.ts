@@ -20,10 +20,25 @@
  * Goals reported: TS 2-level within 3x of C; cost per event independent of
  * the number of idle ports (the "low" rows at 10 vs the maximum).
  *
- * Run: node_modules/.bin/deno run -A bench/abi_scan.ts
- *      node_modules/.bin/bun run bench/abi_scan.ts
- * Needs gcc (apt-get install gcc). Environment: ABI_BENCH_EVENTS (events per
- * measurement, default 1000000), ABI_BENCH_REPEATS (default 5).
+ * Warm-up: a worker first runs every case of its kind for at least WARM_MS
+ * of its own CPU time (and at least a fifth of its rounds), so the JIT has
+ * compiled the scan loop for every shape whatever the event count and the
+ * machine's load; it then measures each case SAMPLES times, interleaved,
+ * and the best of all samples is kept. --quick trades the
+ * separate processes for samples in one process (1 repeat x 5 samples of
+ * 50,000 events, 40 ms of CPU warm-up) and lands within about 1.5x of the full
+ * run's ratios in a few seconds.
+ *
+ * Run: node_modules/.bin/deno run -A bench/abi_scan.ts [--quick]
+ *      node_modules/.bin/bun run bench/abi_scan.ts [--quick]
+ * Output (bench/rows.ts): JSON rows on stdout, one per case (suite abi_scan,
+ * case "2l ports=10 sparse", unit ns/event, baseline C 2l where there is
+ * one) plus one summary row per ABI (medians over its cases with a C
+ * figure); the tables on stderr.
+ * Needs gcc (apt-get install gcc). Environment (overrides): ABI_BENCH_EVENTS
+ * (events per measurement, default 250000), ABI_BENCH_REPEATS (worker
+ * processes per kind, default 5), ABI_BENCH_SAMPLES (measurements per case in
+ * a worker, default 5), ABI_BENCH_WARM_MS (default 40).
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -32,9 +47,15 @@ import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { type AbiKind, abiMaxPorts, createAbi, type EventAbi } from "../plugins/abi/mod.ts";
+import { emitRow, median, say } from "./rows.ts";
 
-const EVENTS = Number(process.env.ABI_BENCH_EVENTS ?? 1_000_000);
-const REPEATS = Number(process.env.ABI_BENCH_REPEATS ?? 5);
+const QUICK = process.argv.includes("--quick");
+const setting = (name: string, full: number, quick: number) =>
+  Number(process.env[name] ?? (QUICK ? quick : full));
+const EVENTS = setting("ABI_BENCH_EVENTS", 250_000, 50_000);
+const REPEATS = setting("ABI_BENCH_REPEATS", 5, 1);
+const SAMPLES = setting("ABI_BENCH_SAMPLES", 5, 5);
+const WARM_MS = setting("ABI_BENCH_WARM_MS", 40, 40);
 const FEW = 4;
 const KINDS: readonly AbiKind[] = ["2l", "3l", "fifo"];
 const PATTERNS = ["sparse", "low", "dense"] as const;
@@ -47,6 +68,7 @@ interface Case {
   readonly rounds: number;
   abi?: EventAbi;
   best: number; // ns per event
+  samples: number[]; // every measurement, over all repeats (worker processes)
 }
 
 /** The ports raised in each round; identical to scan_2l.c. */
@@ -75,16 +97,31 @@ function deliver(port: number): void {
   sink += port;
 }
 
-/** One TS measurement; returns ns per delivered event. */
+/** CPU time this process has used, in ms (user + system): a clock that load does not advance. */
+function cpuMs(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1000;
+}
+
+/**
+ * Sets the case up and warms it (JIT): at least a fifth of its rounds and at
+ * least WARM_MS of this process's CPU time, so that on a loaded machine the
+ * warm-up is not cut short by time spent waiting for a core.
+ */
+function warmTs(c: Case): void {
+  const ports = portsFor(c.n, c.pattern);
+  c.abi = createAbi(c.kind); // the full port space; 1..n unmasked, the rest masked
+  for (let p = 1; p <= c.n; p++) c.abi.unmask(p);
+  const chunk = Math.floor(c.rounds / 5) + 1;
+  const t0 = cpuMs();
+  do rounds(c.abi, ports, chunk, deliver); while (cpuMs() - t0 < WARM_MS);
+}
+
+/** One TS measurement of a warmed case; returns ns per delivered event. */
 function measureTs(c: Case): number {
   const ports = portsFor(c.n, c.pattern);
-  if (!c.abi) {
-    c.abi = createAbi(c.kind); // the full port space; 1..n unmasked, the rest masked
-    for (let p = 1; p <= c.n; p++) c.abi.unmask(p);
-    rounds(c.abi, ports, Math.floor(c.rounds / 5) + 1, deliver); // warm-up (JIT)
-  }
   const t0 = performance.now();
-  const events = rounds(c.abi, ports, c.rounds, deliver);
+  const events = rounds(c.abi!, ports, c.rounds, deliver);
   return ((performance.now() - t0) * 1e6) / events;
 }
 
@@ -101,32 +138,41 @@ function compileC(dir: string): string {
   return exe;
 }
 
-/** One C measurement of every 2L case; returns "n/pattern" -> ns per event. */
+/** SAMPLES C measurements of every 2L case in one run; returns "n/pattern" -> best ns/event. */
 function measureC(exe: string, cases: readonly Case[]): Map<string, number> {
-  const args = cases.flatMap((c) => [String(c.n), c.pattern, String(c.rounds)]);
+  const once = cases.flatMap((c) => [String(c.n), c.pattern, String(c.rounds)]);
+  const args = Array.from({ length: SAMPLES }, () => once).flat();
   const map = new Map<string, number>();
   for (const line of execFileSync(exe, args, { encoding: "utf8" }).trim().split("\n")) {
     const [n, pattern, , events, ns] = line.split(" ");
-    map.set(`${n}/${pattern}`, Number(ns) / Number(events));
+    const key = `${n}/${pattern}`;
+    map.set(key, Math.min(map.get(key) ?? Infinity, Number(ns) / Number(events)));
   }
   return map;
 }
 
 function table(rows: string[][]): void {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  for (const r of rows) console.log(r.map((cell, i) => cell.padStart(widths[i])).join("  "));
+  say(...rows.map((r) => r.map((cell, i) => cell.padStart(widths[i])).join("  ")));
 }
 
 /**
- * Child mode: one measurement of every case of `kind`, starting at case
- * number `rotate` (so that over the repeats every case also runs early and
- * late); prints "n pattern ns/event" lines.
+ * Child mode: warms every case of `kind` first (so no case is measured while
+ * the JIT still meets new shapes), then SAMPLES rounds of one measurement
+ * per case, starting at case number `rotate` (so that over the repeats every
+ * case also runs early and late) and interleaved, so a burst of load from
+ * other processes spoils one sample of many cases rather than every sample
+ * of one. Prints "n pattern ns,ns,..." lines (every sample, ns/event).
  */
 function worker(kind: AbiKind, rotate: number): void {
   const mine = makeCases().filter((c) => c.kind === kind);
   const r = rotate % mine.length;
-  for (const c of [...mine.slice(r), ...mine.slice(0, r)]) {
-    console.log(`${c.n} ${c.pattern} ${measureTs(c)}`);
+  const order = [...mine.slice(r), ...mine.slice(0, r)];
+  for (const c of order) warmTs(c);
+  for (let s = 0; s < SAMPLES; s++) for (const c of order) c.samples.push(measureTs(c));
+  for (const c of order) {
+    // read by the parent, not a result row
+    console.log(`${c.n} ${c.pattern} ${c.samples.join(",")}`);
   }
   if (sink < 0) throw new Error("unreachable");
 }
@@ -143,6 +189,7 @@ function makeCases(): Case[] {
           pattern,
           rounds: Math.max(3, Math.ceil(EVENTS / perRound)),
           best: Infinity,
+          samples: [],
         });
       }
     }
@@ -150,17 +197,17 @@ function makeCases(): Case[] {
   return cases;
 }
 
-/** Runs this script as a worker for `kind` with the same runtime; returns "n/pattern" -> ns/event. */
-function spawnWorker(kind: AbiKind, rotate: number): Map<string, number> {
+/** Runs this script as a worker for `kind` with the same runtime; returns "n/pattern" -> samples. */
+function spawnWorker(kind: AbiKind, rotate: number): Map<string, number[]> {
   const script = fileURLToPath(import.meta.url);
-  const tail = [script, "--worker", kind, String(rotate)];
+  const tail = [script, "--worker", kind, String(rotate), ...(QUICK ? ["--quick"] : [])];
   const args = process.versions.bun ? ["run", ...tail] : ["run", "-A", ...tail];
-  const map = new Map<string, number>();
+  const map = new Map<string, number[]>();
   for (
     const line of execFileSync(process.execPath, args, { encoding: "utf8" }).trim().split("\n")
   ) {
     const [n, pattern, ns] = line.split(" ");
-    map.set(`${n}/${pattern}`, Number(ns));
+    map.set(`${n}/${pattern}`, ns.split(",").map(Number));
   }
   return map;
 }
@@ -172,16 +219,22 @@ function main(): void {
   const cases = makeCases();
   const c2l = cases.filter((c) => c.kind === "2l");
   const cBest = new Map<string, number>();
+  const cSamples = new Map<string, number[]>();
   const dir = mkdtempSync(join(tmpdir(), "xenchan-bench-"));
   try {
     const exe = compileC(dir);
     for (let rep = 0; rep < REPEATS; rep++) {
-      for (const [k, v] of measureC(exe, c2l)) cBest.set(k, Math.min(v, cBest.get(k) ?? Infinity));
+      for (const [k, v] of measureC(exe, c2l)) {
+        cBest.set(k, Math.min(v, cBest.get(k) ?? Infinity));
+        cSamples.set(k, [...(cSamples.get(k) ?? []), v]);
+      }
       for (const kind of KINDS) {
         const got = spawnWorker(kind, rep * 2);
         for (const c of cases) {
           if (c.kind === kind) {
-            c.best = Math.min(c.best, got.get(`${c.n}/${c.pattern}`) ?? Infinity);
+            const ns = got.get(`${c.n}/${c.pattern}`) ?? [];
+            c.best = Math.min(c.best, ...ns);
+            c.samples.push(...ns);
           }
         }
       }
@@ -190,10 +243,9 @@ function main(): void {
     rmSync(dir, { recursive: true, force: true });
   }
 
-  console.log(
-    `ABI scan benchmark: ${runtime}; best of ${REPEATS} x ${EVENTS} events; C = gcc -O2 bench/c/scan_2l.c`,
-  );
-  console.log(
+  say(
+    `ABI scan benchmark: ${runtime}; best of ${REPEATS} processes x ${SAMPLES} samples x ${EVENTS} ` +
+      `events, ${WARM_MS} ms warm-up; C = gcc -O2 bench/c/scan_2l.c`,
     "one round = set_pending for each raised event + one guest scan delivering them to a callback\n",
   );
   const rows = [[
@@ -210,6 +262,20 @@ function main(): void {
     const cns = cBest.get(`${c.n}/${c.pattern}`);
     const ratio = cns === undefined ? NaN : c.best / cns;
     if (c.kind === "2l") worst2l = Math.max(worst2l, ratio);
+    emitRow({
+      suite: "abi_scan",
+      case: `${c.kind} ports=${c.n} ${c.pattern}`,
+      unit: "ns/event",
+      better: "lower",
+      value: Number(c.best.toFixed(2)),
+      stat: "best",
+      values: c.samples.map((v) => Number(v.toFixed(2))),
+      ...(cns === undefined ? {} : { baseline: { name: "C 2l", value: Number(cns.toFixed(3)) } }),
+      abi: c.kind,
+      ports: c.n,
+      pattern: c.pattern,
+      events: EVENTS,
+    });
     rows.push([
       c.kind,
       String(c.n),
@@ -221,12 +287,34 @@ function main(): void {
     ]);
   }
   table(rows);
-  console.log(
+  for (const kind of KINDS) {
+    const mine = cases.filter((c) => c.kind === kind && cBest.has(`${c.n}/${c.pattern}`));
+    if (mine.length === 0) continue;
+    const ratios = mine.map((c) => c.best / cBest.get(`${c.n}/${c.pattern}`)!);
+    emitRow({
+      suite: "abi_scan",
+      case: `${kind} upcall scan per event, median of ${mine.length} cases`,
+      unit: "ns/event",
+      better: "lower",
+      value: Number(median(mine.map((c) => c.best)).toFixed(2)),
+      stat: "median",
+      baseline: {
+        name: "C 2l",
+        value: Number(median(mine.map((c) => cBest.get(`${c.n}/${c.pattern}`)!)).toFixed(3)),
+      },
+      summary: true,
+      abi: kind,
+      medianCaseRatio: Number(median(ratios).toFixed(3)),
+      worstCaseRatio: Number(Math.max(...ratios).toFixed(3)),
+      quick: QUICK,
+    });
+  }
+  say(
     `\n2L TS/C, worst case: ${worst2l.toFixed(2)}x (goal: within 3x): ${
       worst2l <= 3 ? "met" : "NOT met"
     }`,
   );
-  console.log(
+  say(
     "cost per event at the maximum vs at 10 ports (low: only idle ports added; goal ~1x):",
   );
   const growth = [["ABI", "max ports", "low", "sparse", "dense"]];
@@ -240,7 +328,7 @@ function main(): void {
     worstIdle = Math.max(worstIdle, at(max, "low") / at(10, "low"));
   }
   table(growth);
-  console.log(
+  say(
     `idle ports: worst "low" growth from 10 ports to the maximum is ${worstIdle.toFixed(2)}x ` +
       `(goal: independent of idle ports, taken as below 1.5x): ${
         worstIdle < 1.5 ? "met" : "NOT met"

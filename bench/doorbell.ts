@@ -17,9 +17,10 @@
  *
  * Usage: deno run -A bench/doorbell.ts [N]
  *        bun run bench/doorbell.ts [N]
- * Needs gcc. Prints a short table, then ONE JSON line:
- * {"name","iterations","js":{rw_ns,seq_ns,hit_ns,miss_ns},"c":{rw_ns,seq_ns},
- *  "ratio":{"rw","seq"}}  (ratio = JS ns / C ns; lower is better).
+ * Needs gcc. Output (bench/rows.ts): JSON rows on stdout (suite doorbell;
+ * cases rw and seq with the C baseline, hit and miss without; unit
+ * ns/iteration; the median of the rounds, every round in values), a short
+ * table on stderr.
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -28,6 +29,7 @@ import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { EventFdNotifier, IvshmemDoorbell, SimNotifier } from "../plugins/doorbell/mod.ts";
+import { emitRow, say } from "./rows.ts";
 
 const n = Number(process.argv[2] ?? 20_000);
 const ROUNDS = 3;
@@ -47,7 +49,7 @@ function runC(iterations: number): CResult {
   try {
     const binary = join(dir, "doorbell_eventfd");
     execFileSync("gcc", ["-O2", "-Wall", "-o", binary, source], {
-      stdio: ["ignore", "inherit", "inherit"],
+      stdio: ["ignore", "pipe", "inherit"], // stdout is for rows only
     });
     const out = execFileSync(binary, [String(iterations)], { encoding: "utf8" });
     return JSON.parse(out.trim().split("\n").pop()!) as CResult;
@@ -136,29 +138,34 @@ sim.close();
 const round = (x: number) => +x.toFixed(2);
 const name = "Deno" in globalThis ? "deno" : "bun";
 const ratio = { rw: round(js.rw_ns / c.rw_ns), seq: round(js.seq_ns / c.seq_ns) };
-console.log(
+say(
   `doorbell bench (${name}, ${n} iterations, median of ${ROUNDS} rounds, ns per iteration)`,
-);
-console.log(
   `  rw  (write -> read):          js ${js.rw_ns.toFixed(0)}  c ${
     c.rw_ns.toFixed(0)
   }  ratio ${ratio.rw}`,
-);
-console.log(
   `  seq (write -> poll -> read):  js ${js.seq_ns.toFixed(0)}  c ${
     c.seq_ns.toFixed(0)
   }  ratio ${ratio.seq}`,
+  `  model only: hit ${js.hit_ns.toFixed(0)}  miss ${js.miss_ns.toFixed(0)}`,
 );
-console.log(`  model only: hit ${js.hit_ns.toFixed(0)}  miss ${js.miss_ns.toFixed(0)}`);
-console.log(JSON.stringify({
-  name,
-  iterations: n,
-  js: {
-    rw_ns: round(js.rw_ns),
-    seq_ns: round(js.seq_ns),
-    hit_ns: round(js.hit_ns),
-    miss_ns: round(js.miss_ns),
-  },
-  c: { rw_ns: c.rw_ns, seq_ns: c.seq_ns },
-  ratio,
-}));
+const rows: [string, string, number[], number[] | null][] = [
+  ["rw", "doorbell write -> eventfd read", samples.rw, samples.c_rw],
+  ["seq", "doorbell write -> poll wake -> read", samples.seq, samples.c_seq],
+  ["hit", "doorbell model dispatch, matching write (SimNotifier)", hits, null],
+  ["miss", "doorbell model dispatch, non-matching write", missed, null],
+];
+for (const [key, what, mine, theirs] of rows) {
+  emitRow({
+    suite: "doorbell",
+    case: what,
+    unit: "ns/iteration",
+    better: "lower",
+    value: round(median(mine)),
+    stat: "median",
+    values: mine.map(round),
+    ...(theirs ? { baseline: { name: "C", value: round(median(theirs)) } } : {}),
+    summary: theirs !== null,
+    key,
+    iterations: n,
+  });
+}

@@ -8,11 +8,16 @@
  *
  * Usage: deno run -A bench/evtchn_roundtrip.ts [N] [ffi|sim]
  *        bun run bench/evtchn_roundtrip.ts [N] [ffi|sim]
- * Prints two JSON lines, {"name","roundtrips","ns_per_roundtrip","notify_ns"}
- * with name "<runtime>" (pending) and "<runtime>-blocking" (pendingSync).
+ * Output (bench/rows.ts): JSON rows on stdout, suite evtchn_roundtrip: per
+ * way of waiting one round-trip row (unit ns/roundtrip) that also carries
+ * the fields scripts/bench_xen.mjs reads, {"name","roundtrips",
+ * "ns_per_roundtrip","notify_ns"}, with name "<runtime>" (pending) and
+ * "<runtime>-blocking" (pendingSync), and one notify row (unit ns/notify).
+ * `xenchan bench` adds the C baseline (bench/c/evtchn_pingpong.c).
  */
 import process from "node:process";
 import { type EventChannels, openEventChannels } from "../mod.ts";
+import { emitRow, say } from "./rows.ts";
 
 const n = Number(process.argv[2] ?? process.env.XENCHAN_BENCH_ROUNDTRIPS ?? 10_000);
 const backend = (process.argv[3] ?? "ffi") as "ffi" | "sim";
@@ -66,13 +71,39 @@ async function measure(
   for (let i = 0; i < n; i++) a.notify(pa);
   const notifyNs = ((performance.now() - t0) * 1e6) / n;
   await waitAsync(b, pb); // the one coalesced event
-  const result = {
+  const blocking = name.endsWith("-blocking");
+  const legacy = {
     name,
     roundtrips: n,
     ns_per_roundtrip: +rtNs.toFixed(1),
     notify_ns: +notifyNs.toFixed(1),
   };
-  console.log(JSON.stringify(result));
+  emitRow({
+    suite: "evtchn_roundtrip",
+    case: blocking ? "round trip, blocking pendingSync()" : "round trip, awaited pending()",
+    unit: "ns/roundtrip",
+    better: "lower",
+    value: legacy.ns_per_roundtrip,
+    stat: "single",
+    summary: true,
+    key: "ns_per_roundtrip",
+    backend,
+    ...legacy,
+  });
+  emitRow({
+    suite: "evtchn_roundtrip",
+    case: blocking ? "notify (after the blocking run)" : "notify",
+    unit: "ns/notify",
+    better: "lower",
+    value: legacy.notify_ns,
+    stat: "single",
+    summary: !blocking,
+    key: "notify_ns",
+    backend,
+  });
+  say(
+    `${name}: ${n} round trips, ${legacy.ns_per_roundtrip} ns each; notify ${legacy.notify_ns} ns`,
+  );
 }
 
 const options = { backend } as const;

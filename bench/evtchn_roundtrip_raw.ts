@@ -8,10 +8,13 @@
  *
  * Usage (real Xen only): deno run -A bench/evtchn_roundtrip_raw.ts [N]
  *                        bun run bench/evtchn_roundtrip_raw.ts [N]
- * Prints one JSON line {"name":"<runtime>-raw","roundtrips","ns_per_roundtrip","notify_ns"}.
+ * Prints one JSON row (bench/rows.ts; suite evtchn_roundtrip, case "round
+ * trip, raw FFI calls") that also carries the fields scripts/bench_xen.mjs
+ * reads: {"name":"<runtime>-raw","roundtrips","ns_per_roundtrip","notify_ns"}.
  */
 import process from "node:process";
 import { loadXenLibraries, type Ptr } from "../ffi/mod.ts";
+import { emitRow } from "./rows.ts";
 
 const n = Number(process.argv[2] ?? process.env.XENCHAN_BENCH_ROUNDTRIPS ?? 10_000);
 const libs = await loadXenLibraries();
@@ -71,11 +74,16 @@ waitPort(b, pb);
 evtchn.xenevtchn_close(a.handle);
 evtchn.xenevtchn_close(b.handle);
 const name = `${"Deno" in globalThis ? "deno" : "bun"}-raw`;
-console.log(
-  JSON.stringify({
-    name,
-    roundtrips: n,
-    ns_per_roundtrip: +rtNs.toFixed(1),
-    notify_ns: +notifyNs.toFixed(1),
-  }),
-);
+emitRow({
+  suite: "evtchn_roundtrip",
+  case: "round trip, raw FFI calls (no xenchan layer)",
+  unit: "ns/roundtrip",
+  better: "lower",
+  value: +rtNs.toFixed(1),
+  stat: "single",
+  key: "ns_per_roundtrip",
+  name,
+  roundtrips: n,
+  ns_per_roundtrip: +rtNs.toFixed(1),
+  notify_ns: +notifyNs.toFixed(1),
+});

@@ -30,10 +30,15 @@
  *
  * Usage: deno run -A bench/osevent_dispatch.ts [--quick]
  *        bun run bench/osevent_dispatch.ts [--quick]
- * Prints the tables, then one JSON line with every number.
+ * Output (bench/rows.ts): JSON rows on stdout (suite osevent; table 1 as
+ * cases "<column> N=<n>" in ns/event, median of the repeats, with the
+ * libxl-style scan as baseline of check and the 10-waiter cost as baseline
+ * of wait; table 2 as "<way> handles=<n>" round trips in us); the tables on
+ * stderr.
  */
 import { readFileSync } from "node:fs";
 import process from "node:process";
+import { emitRow, say } from "./rows.ts";
 import { FdPoller, loadXenLibraries, POLL_WORKER_URL, sharedPoller } from "../ffi/mod.ts";
 import {
   attachRuntimeLoop,
@@ -208,17 +213,43 @@ for (const col of Object.keys(samples)) {
   for (const n of SIZES) dispatch[col][n] = median(samples[col][n]);
 }
 
-console.log(`\nosevent dispatch cost per event (${runtime}; ns/event, median of ${REPEAT})`);
-console.log(pad("N", 8) + COLUMNS.map((c) => pad(c, 11)).join(""));
+say(`\nosevent dispatch cost per event (${runtime}; ns/event, median of ${REPEAT})`);
+say(pad("N", 8) + COLUMNS.map((c) => pad(c, 11)).join(""));
 for (const n of SIZES) {
-  console.log(
+  say(
     pad(n.toLocaleString("en"), 8) +
       COLUMNS.map((c) => pad(dispatch[c][n].toFixed(0), 11)).join(""),
   );
 }
+for (const col of COLUMNS) {
+  for (const n of SIZES) {
+    const baseline = col === "check"
+      ? { name: "libxl-style list scan (TS)", value: dispatch.libxl[n] }
+      : col === "wait" && n !== SIZES[0]
+      ? { name: `with ${SIZES[0]} waiters`, value: dispatch.wait[SIZES[0]] }
+      : undefined;
+    emitRow({
+      suite: "osevent",
+      case: col === "check"
+        ? `eventCheck by domid, ${n.toLocaleString("en")} queued`
+        : col === "wait"
+        ? `event to its eventWait, ${n.toLocaleString("en")} waiters`
+        : `${col} N=${n}`,
+      unit: "ns/event",
+      better: "lower",
+      value: +dispatch[col][n].toFixed(1),
+      stat: "median",
+      values: samples[col][n].map((v) => +v.toFixed(1)),
+      ...(baseline ? { baseline: { ...baseline, value: +baseline.value.toFixed(1) } } : {}),
+      summary: n === SIZES.at(-1) && (col === "check" || col === "wait"),
+      column: col,
+      n,
+    });
+  }
+}
 const growth = (col: string) => dispatch[col][SIZES.at(-1)!] / dispatch[col][SIZES[0]];
-console.log(pad("growth", 8) + COLUMNS.map((c) => pad(`${growth(c).toFixed(2)}x`, 11)).join(""));
-console.log(
+say(pad("growth", 8) + COLUMNS.map((c) => pad(`${growth(c).toFixed(2)}x`, 11)).join(""));
+say(
   "N grew 1000x. gen+check: afterpoll turning a death record into an event + eventCheck by domid; check: the eventCheck alone;\n" +
     "wait: afterpoll handing each event to its eventWait({domid}); libxl: the lookup on a list scanned front to back\n" +
     "(libxl_event_check's way), for contrast with check; predfn: eventCheck with a predicate function (documented O(n)).",
@@ -420,6 +451,7 @@ async function denoConcurrencyProbe(
   return { latencyMs, threads };
 }
 
+const perHandleWay = runtime === "deno" ? "FdPoller per handle" : "Worker per handle";
 const HANDLES = quick ? [10, 100] : [10, 25, 100, 1000];
 /** Past this, a poll per handle does not finish on Deno (see the probe); Workers get heavy on Bun. */
 const PER_HANDLE_MAX = runtime === "deno" ? 25 : 100;
@@ -434,9 +466,29 @@ for (const n of HANDLES) {
     : await perHandleBun(n, ROUNDS);
 }
 
-const perLabel = runtime === "deno" ? "FdPoller per handle" : "Worker per handle";
-console.log(`\nwaiting cost per handle (${runtime}; ${ROUNDS} notify->event round trips)`);
-console.log(
+for (const n of HANDLES) {
+  for (
+    const [way, result] of [["one poller", waiting.one[n]], [perHandleWay, waiting.per[n]]] as const
+  ) {
+    if (!result) continue;
+    emitRow({
+      suite: "osevent",
+      case: `notify -> event, ${way}, ${n} handles`,
+      unit: "us/roundtrip",
+      better: "lower",
+      value: +result.rtUs.toFixed(2),
+      stat: "single",
+      setupMs: +result.setupMs.toFixed(1),
+      threads: result.threads,
+      rssMb: +result.rssMb.toFixed(1),
+      handles: n,
+      rounds: ROUNDS,
+    });
+  }
+}
+const perLabel = perHandleWay;
+say(`\nwaiting cost per handle (${runtime}; ${ROUNDS} notify->event round trips)`);
+say(
   `${pad("handles", 8)} | ${pad("one poller: setup ms", 21)}${pad("rt us", 8)}${
     pad("+threads", 9)
   }${pad("+RSS MB", 9)}` +
@@ -455,7 +507,7 @@ for (const n of HANDLES) {
       runtime === "deno" ? "not run: never completes (probe below)" : "not run (a Worker each)",
       56,
     );
-  console.log(
+  say(
     `${pad(n, 8)} | ${pad(a.setupMs.toFixed(1), 21)}${pad(a.rtUs.toFixed(1), 8)}${
       pad(a.threads, 9)
     }${pad(a.rssMb.toFixed(1), 9)}` +
@@ -465,7 +517,7 @@ for (const n of HANDLES) {
 const cmp = Math.max(...HANDLES.filter((n) => waiting.per[n]));
 const one = waiting.one[cmp]!;
 const per = waiting.per[cmp]!;
-console.log(
+say(
   `at ${cmp} handles: one poller ${(one.rssMb / cmp * 1024).toFixed(0)} KB RSS and ${
     (one.threads / cmp).toFixed(2)
   } threads per handle; ` +
@@ -476,7 +528,7 @@ console.log(
 let probe: { latencyMs: number; threads: number } | null = null;
 if (runtime === "deno") {
   probe = await denoConcurrencyProbe(64, 2000);
-  console.log(
+  say(
     `probe: 64 concurrent poll calls (2000 ms timeout), last fd made readable: reported after ${
       probe.latencyMs.toFixed(0)
     } ms ` +
@@ -484,5 +536,3 @@ if (runtime === "deno") {
       "the handles beyond that limit are not watched at all until earlier polls return",
   );
 }
-
-console.log(JSON.stringify({ name: `osevent_dispatch_${runtime}`, dispatch, waiting, probe }));

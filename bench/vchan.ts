@@ -7,9 +7,11 @@
  *   node_modules/.bin/deno run -A bench/vchan.ts [--quick]
  *   node_modules/.bin/bun run bench/vchan.ts [--quick]
  *
- * Rows: {"bench":"vchan","backend":"sim","runtime":...,"mode":"throughput",
- * "write":4096,"ring":...,"bytes":...,"seconds":...,"mbPerSecond":...} and
- * {"mode":"pingpong","rounds":...,"microsPerRound":...}. The simulator's
+ * Rows (bench/rows.ts; suite vchan, no baseline on the simulator): case
+ * "throughput write=4096 ring=1024" in MB/s with its own fields
+ * {"bench":"vchan","backend":"sim","mode":"throughput","write","ring",
+ * "bytes","seconds","mbPerSecond"}, and case "pingpong 1 byte" in
+ * us/round with {"mode":"pingpong","rounds","microsPerRound"}. The simulator's
  * figures measure this code's own cost (copies, index and notify protocol,
  * promise hand-offs), not a hypervisor's.
  *
@@ -18,9 +20,11 @@
 import process from "node:process";
 import { SimHypervisor } from "../sim/mod.ts";
 import { connectVchan, listenVchan, MemoryXenStore, vchanPath } from "../plugins/vchan/mod.ts";
+import { emitRow, say } from "./rows.ts";
 
 const quick = process.argv.includes("--quick");
 const runtime = "Deno" in globalThis ? "deno" : "bun";
+say(`vchan on the simulator (${runtime}${quick ? ", --quick" : ""}): one JSON row per measurement`);
 
 async function pair(readMin: number, writeMin: number) {
   const hv = new SimHypervisor();
@@ -56,17 +60,25 @@ async function throughput(writeSize: number, ring: number): Promise<void> {
   for (let sent = 0; sent < total; sent += writeSize) await client.write(chunk);
   await reading;
   const seconds = (performance.now() - t0) / 1000;
-  console.log(JSON.stringify({
+  const mbPerSecond = Number((total / seconds / 1e6).toFixed(1));
+  emitRow({
+    suite: "vchan",
+    case: `throughput write=${writeSize} ring=${server.readSize}`,
+    unit: "MB/s",
+    better: "higher",
+    value: mbPerSecond,
+    stat: "single",
+    summary: writeSize === 65536 && ring === 65536,
     bench: "vchan",
     backend: "sim",
-    runtime,
     mode: "throughput",
     write: writeSize,
     ring: server.readSize,
     bytes: total,
     seconds: Number(seconds.toFixed(4)),
-    mbPerSecond: Number((total / seconds / 1e6).toFixed(1)),
-  }));
+    mbPerSecond,
+  });
+  say(`  throughput write=${writeSize} ring=${server.readSize}: ${mbPerSecond} MB/s`);
   client.close();
   server.close();
 }
@@ -85,14 +97,22 @@ async function pingpong(): Promise<void> {
   }
   const micros = ((performance.now() - t0) * 1000) / rounds;
   await echo;
-  console.log(JSON.stringify({
+  const microsPerRound = Number(micros.toFixed(2));
+  emitRow({
+    suite: "vchan",
+    case: "pingpong 1 byte",
+    unit: "us/round",
+    better: "lower",
+    value: microsPerRound,
+    stat: "single",
+    summary: true,
     bench: "vchan",
     backend: "sim",
-    runtime,
     mode: "pingpong",
     rounds,
-    microsPerRound: Number(micros.toFixed(2)),
-  }));
+    microsPerRound,
+  });
+  say(`  pingpong 1 byte: ${microsPerRound} us/round`);
   client.close();
   server.close();
 }

@@ -47,7 +47,7 @@ export function parseCommand(spec: CommandSpec, argv: readonly string[]): Parsed
   let values: ParsedValues;
   try {
     ({ values } = parseArgs({
-      args: [...argv],
+      args: joinNegativeValues(spec.options, argv),
       options: { ...spec.options, help: { type: "boolean", short: "h" } },
       strict: true,
       allowPositionals: false,
@@ -62,8 +62,58 @@ export function parseCommand(spec: CommandSpec, argv: readonly string[]): Parsed
   return values.help ? null : values;
 }
 
+/**
+ * A word that starts like a negative number ("-1", "-0.5", "-.5", "-1:2"):
+ * no option name starts with a digit, so it is a value.
+ */
+const NEGATIVE_NUMBER = /^-\.?\d/;
+
+/**
+ * Rewrites `--name -5` (and `-n -5`) into `--name=-5` when the option takes
+ * a value and the next word starts like a negative number, so the value reaches the
+ * option's own check, which says what range it accepts (parseArgs alone
+ * refuses it as "ambiguous"). Other words are left alone. Pure; throws
+ * nothing.
+ */
+export function joinNegativeValues(options: OptionTable, argv: readonly string[]): string[] {
+  const takesValue = (word: string): string | undefined => {
+    if (word.startsWith("--") && !word.includes("=")) {
+      const name = word.slice(2);
+      return options[name]?.type === "string" ? `--${name}` : undefined;
+    }
+    if (/^-[A-Za-z]$/.test(word)) {
+      const entry = Object.entries(options).find(([, o]) => o.short === word[1]);
+      return entry && entry[1].type === "string" ? `--${entry[0]}` : undefined;
+    }
+    return undefined;
+  };
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const word = argv[i];
+    if (word === "--") {
+      out.push(...argv.slice(i));
+      break;
+    }
+    const long = takesValue(word);
+    const next = argv[i + 1];
+    if (long !== undefined && next !== undefined && NEGATIVE_NUMBER.test(next)) {
+      out.push(`${long}=${next}`);
+      i++;
+    } else {
+      out.push(word);
+    }
+  }
+  return out;
+}
+
 function describeParseError(error: unknown): string {
   const message = (error as Error)?.message ?? String(error);
+  const ambiguous = /Option '([^']+)' argument is ambiguous/.exec(message);
+  if (ambiguous) {
+    const option = ambiguous[1].split(" ")[0];
+    return `${option} needs a value, and the word after it starts with '-' (an option?); ` +
+      `if the value itself starts with '-', write ${option}=VALUE`;
+  }
   // parseArgs' messages mention its own API ("To specify an option argument starting with ...");
   // keep the first sentence, which names the offending option.
   return message.split(/\.\s|\n/)[0].replace(/\.$/, "");
@@ -85,8 +135,9 @@ export function intOption(
   const text = String(value);
   const n = /^[+-]?\d+$/.test(text.trim()) ? Number(text) : Number.NaN;
   if (!Number.isSafeInteger(n) || n < min || n > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `from ${min} up` : `from ${min} to ${max}`;
     throw new UsageError(
-      `xenchan ${command}: --${name} must be an integer from ${min} to ${max}, got '${text}'`,
+      `xenchan ${command}: --${name} must be an integer ${range}, got '${text}'`,
     );
   }
   return n;

@@ -81,7 +81,9 @@ export async function withBackEnd<T>(
 ): Promise<T> {
   using evtchn = await openEventChannels({ backend });
   using shr = await openGrantShare({ backend });
-  const share = shr.sharePages(frontDomid, 1);
+  // `using` keeps the share reachable while `run` works on its page: dropped, the GC backstop
+  // would unshare it under the front end.
+  using share = shr.sharePages(frontDomid, 1);
   const page = share.pages[0];
   const ring = new SharedRing(page);
   ring.init();

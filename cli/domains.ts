@@ -5,7 +5,10 @@
  * (EventContext.enableDomainDeath) over the real source (xenDomainSource).
  *
  * Real Xen (the default): domain information from libxenctrl
- * (openDomainControl), which needs root in a Xen dom0. --simulate instead
+ * (openDomainControl), which needs root in a Xen dom0, and events from the
+ * @releaseDomain XenStore watch (--source xenstore, the default); or, with
+ * --source libxl, both from libxl itself (openLibxlSource: libxenlight
+ * driven through xenchan's osevent hooks, needs xenstored running). --simulate instead
  * runs on a private simulator with a few demo domains, and --follow there
  * plays a scripted lifecycle (poweroff, reboot, crash, destroy before
  * shutdown), saying plainly that none of it is real.
@@ -21,6 +24,9 @@ import {
   type EventContextOptions,
   eventMask,
   EventType,
+  type LibxlContext,
+  type LibxlDomainSource,
+  openLibxlSource,
   type ReleaseDomainWatcher,
   shutdownReasonName,
   simDomainInfo,
@@ -46,8 +52,10 @@ export const DOMAINS_SPEC: CommandSpec = {
     count: { type: "string" },
     timeout: { type: "string" },
     interval: { type: "string" },
+    source: { type: "string" },
   },
-  help: `Usage: xenchan domains [--simulate] [--follow [--count N] [--timeout S]] [--interval S]
+  help: `Usage: xenchan domains [--simulate | --source xenstore|libxl]
+                       [--follow [--count N] [--timeout S]] [--interval S]
 
 Lists the domains: id, name, state and memory (Mem in MiB, as xl list).
 With --follow it then prints each lifecycle event as it happens:
@@ -59,7 +67,15 @@ Real Xen needs root in a Xen dom0: domain information comes from
 libxenctrl (libxenmisc4.17 on Debian 12), lifecycle events from the
 @releaseDomain XenStore watch, as libxl does.
 
+With --source libxl, the list and the events come from libxl itself
+(libxenlight, driven through xenchan's osevent hooks: its XenStore watch
+fd and timeouts are served by xenchan's poller, nothing blocks); it needs
+xenstored running in dom0.
+
 Options:
+  --source S      where real Xen domains and events come from: xenstore
+                  (libxenctrl + the @releaseDomain watch, the default) or
+                  libxl
   --simulate      run on a private simulator with demo domains instead of
                   real Xen; with --follow it plays a scripted lifecycle
                   (nothing shown is real)
@@ -84,6 +100,8 @@ export interface DomainsOptions {
   readonly timeoutMs?: number;
   /** Milliseconds between looks for new domains (and simulated steps). */
   readonly intervalMs: number;
+  /** Where real Xen domains and events come from (default "xenstore"). */
+  readonly source: "xenstore" | "libxl";
 }
 
 /** Converts parsed arguments. Throws UsageError for bad values, or --count/--timeout without --follow. */
@@ -97,9 +115,23 @@ export function domainsOptions(values: ParsedValues): DomainsOptions {
       );
     }
   }
+  const source = values.source ?? "xenstore";
+  if (source !== "xenstore" && source !== "libxl") {
+    throw new UsageError(
+      `xenchan domains: --source must be xenstore or libxl, got '${
+        String(source)
+      }'\nRun 'xenchan domains --help' for usage.`,
+    );
+  }
+  if (simulate && values.source !== undefined) {
+    throw new UsageError(
+      `xenchan domains: --source is for real Xen, not with --simulate\nRun 'xenchan domains --help' for usage.`,
+    );
+  }
   return {
     follow,
     simulate,
+    source,
     count: values.count === undefined
       ? undefined
       : intOption("domains", "count", values.count, 0, 1),
@@ -136,7 +168,7 @@ export interface DomainsWorld {
   script?(intervalMs: number, out: Output, created: () => void): () => void;
   /** Lines to print after the table (what is not available, what is simulated). */
   readonly notes: readonly string[];
-  close(): void;
+  close(): void | Promise<void>;
 }
 
 /** The state word of a real domain, from its XEN_DOMINF_* flags. */
@@ -259,6 +291,52 @@ export function realWorld(
   };
 }
 
+/** The state word of a domain as libxl reports it. */
+export function libxlDomainState(
+  info: Pick<
+    ReturnType<LibxlContext["listDomains"]>[number],
+    "dying" | "shutdown" | "shutdownReason" | "paused" | "running" | "blocked"
+  >,
+): string {
+  if (info.dying) return "dying";
+  if (info.shutdown) return `shutdown (${shutdownReasonName(info.shutdownReason ?? -1)})`;
+  if (info.paused) return "paused";
+  if (info.running) return "running";
+  if (info.blocked) return "blocked";
+  return "runnable";
+}
+
+/**
+ * The world of a real dom0 seen through libxl (--source libxl): rows from
+ * libxl_list_domain and libxl_domid_to_name, events from the libxl source.
+ * Takes ownership of `source` (closed, asynchronously, by close()).
+ */
+export function libxlWorld(source: LibxlDomainSource<LibxlContext>): DomainsWorld {
+  const libxl = source.libxl;
+  return {
+    description: `real Xen through libxl (${libxl.libraryPath}, driven by xenchan's osevent hooks)`,
+    simulated: false,
+    notes: [],
+    rows() {
+      return Promise.resolve(
+        libxl.listDomains().map((d) => ({
+          domid: d.domid,
+          name: libxl.domainName(d.domid) ?? "-",
+          state: libxlDomainState(d),
+          memoryMib: Number(d.currentMemkb / 1024n),
+        })),
+      );
+    },
+    contextOptions: { domains: source },
+    async attachLoop(ctx) {
+      await attachRuntimeLoop(ctx);
+    },
+    close() {
+      return source.close();
+    },
+  };
+}
+
 /**
  * A private simulator with three demo domains. Its script (for --follow)
  * powers off demo-1, reboots demo-2 (destroyed and built again under a new
@@ -358,6 +436,19 @@ function printTable(rows: readonly DomainRow[], out: Output): void {
 
 async function openWorld(options: DomainsOptions, out: Output): Promise<DomainsWorld | null> {
   if (options.simulate) return simulatedWorld();
+  if (options.source === "libxl") {
+    try {
+      return libxlWorld(await openLibxlSource<LibxlContext>());
+    } catch (error) {
+      const hint = (error as Error)?.name === "LibxlError"
+        ? "\nlibxl needs root in a Xen dom0 with xenstored running."
+        : (error as Error)?.name === "LibraryNotFoundError"
+        ? "\nOr run 'xenchan domains --simulate' to try it on the simulator."
+        : "";
+      out.err(`xenchan domains: cannot open libxl: ${(error as Error).message}${hint}`);
+      return null;
+    }
+  }
   try {
     const control = await openDomainControl();
     let xenstore: DomainXenStore | null = null;
@@ -407,7 +498,7 @@ export async function runDomains(
     out.err(`xenchan domains: ${(error as Error)?.message ?? String(error)}`);
     return 1;
   } finally {
-    world.close();
+    await world.close();
   }
 }
 

@@ -77,6 +77,7 @@ Options:
   --backend B       auto (default) or ffi
   --simulate        self-test on the simulator: an echo server in simulated
                     dom0, this end a client in a simulated guest
+  -h, --help        show this help
 
 Examples:
   echo hello | deno run -P cli.ts vchan --simulate

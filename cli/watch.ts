@@ -27,6 +27,12 @@ import {
 import { openErrorHint } from "./facts.ts";
 import type { Output } from "./io.ts";
 
+/**
+ * Xen's number of virtual IRQs per vCPU: NR_VIRQS in
+ * xen/include/public/xen.h (24 in Xen 4.17; VIRQ_TIMER 0 .. VIRQ_ARCH_7 23).
+ */
+export const NR_VIRQS = 24;
+
 /** The watch command's arguments. */
 export const WATCH_SPEC: CommandSpec = {
   name: "watch",
@@ -51,7 +57,7 @@ port on the way out.
 Ports (repeatable, at least one):
   --unbound DOMID          allocate a port that DOMID may bind to (printed)
   --interdomain DOMID:PORT bind to PORT, which DOMID offered to this domain
-  --virq N                 bind virtual IRQ N (for example 3, VIRQ_DOM_EXC)
+  --virq N                 bind virtual IRQ N, 0..23 (for example 3, VIRQ_DOM_EXC)
 
 Options:
   --backend B           auto (default), sim or ffi
@@ -60,6 +66,10 @@ Options:
   --simulate-notify N   simulator only: a simulated peer notifies each
                         --unbound 0 port N times, and the simulator raises
                         each --virq N times (to see watch work without Xen)
+
+Off Xen (or with --backend sim) watch runs on the built-in simulator, where
+no other domain exists: nothing arrives there unless --simulate-notify is
+given, and watch says so on stderr.
   --interval S          seconds between simulated notifications (default 0.1)
   -h, --help            show this help
 
@@ -110,10 +120,17 @@ export function watchOptions(values: ParsedValues): WatchOptions {
         port: intOption("watch", "interdomain PORT", m[2], 0, 1, 0xffffffff),
       };
     }),
-    ...listOption(values.virq).map((v): PortRequest => ({
-      kind: "virq",
-      virq: intOption("watch", "virq", v, 0, 0, 0xffffffff),
-    })),
+    ...listOption(values.virq).map((v): PortRequest => {
+      const virq = /^\s*[+-]?\d+\s*$/.test(v) ? Number(v) : Number.NaN;
+      if (!Number.isInteger(virq) || virq < 0 || virq >= NR_VIRQS) {
+        throw new UsageError(
+          `xenchan watch: --virq must be an integer from 0 to ${NR_VIRQS - 1} ` +
+            `(Xen's VIRQs, NR_VIRQS = ${NR_VIRQS}), got '${v}'\n` +
+            "Run 'xenchan watch --help' for usage.",
+        );
+      }
+      return { kind: "virq", virq };
+    }),
   ];
   if (ports.length === 0) {
     throw new UsageError(
@@ -243,10 +260,9 @@ export async function runWatch(
     }
     backend = context.backend;
   } else {
-    let kind: string;
+    let selection: Awaited<ReturnType<typeof selectBackend>>;
     try {
-      const selection = await selectBackend(options.backend);
-      kind = selection.kind;
+      selection = await selectBackend(options.backend);
       backend = selection.backend;
     } catch (error) {
       out.err(
@@ -256,10 +272,21 @@ export async function runWatch(
       );
       return 1;
     }
-    if (kind === "sim") {
+    if (selection.kind === "sim") {
       // a private simulator, so simulated peers and VIRQs are ours to drive
       hv = new SimHypervisor();
       backend = hv.backend(0);
+      const why = options.backend === "sim"
+        ? "--backend sim"
+        : `no Xen here: ${selection.reason.replace(/^simulator, because /, "")}`;
+      out.err(
+        options.simulateNotify === undefined
+          ? `xenchan watch: running on the built-in simulator (${why}); no other domain exists ` +
+            "there, so nothing will arrive: add --simulate-notify N for a simulated peer that " +
+            "notifies --unbound 0 ports and raises each --virq"
+          : `xenchan watch: running on the built-in simulator (${why}); the events below come ` +
+            "from --simulate-notify, not from Xen",
+      );
     } else if (options.simulateNotify !== undefined) {
       out.err("xenchan watch: --simulate-notify needs the simulator (--backend sim)");
       return 1;

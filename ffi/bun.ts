@@ -8,7 +8,17 @@
  * @module
  */
 import { siblingModuleUrl } from "./module_url.ts";
-import type { FfiRuntime, LoadedLibrary, NativeType, Ptr, SymbolTable } from "./types.ts";
+import type {
+  CallbackArgs,
+  CallbackDef,
+  CallbackResult,
+  FfiRuntime,
+  LoadedLibrary,
+  NativeCallback,
+  NativeType,
+  Ptr,
+  SymbolTable,
+} from "./types.ts";
 
 /** A bound C function as bun:ffi returns it; ffi/types.ts gives it its real type. */
 type NativeFn = (...args: unknown[]) => unknown;
@@ -31,6 +41,10 @@ interface BunFfi {
   ): { readonly symbols: Record<string, NativeFn> };
   ptr(view: ArrayBufferView): number;
   toArrayBuffer(pointer: number, offset: number, byteLength: number): ArrayBuffer;
+  JSCallback: new (
+    fn: (...args: unknown[]) => unknown,
+    definition: BunDefinition,
+  ) => { readonly ptr: number | null; close(): void };
 }
 
 /** Bun's synchronous require, on import.meta in ES modules. */
@@ -131,4 +145,32 @@ export const bunRuntime: FfiRuntime = {
     return ffi.toArrayBuffer(bunPointer(pointer), 0, byteLength);
   },
   pollAsync: pollInWorker,
+  callback<D extends CallbackDef>(
+    def: D,
+    fn: (...args: CallbackArgs<D>) => CallbackResult<D>,
+  ): NativeCallback {
+    const wide = def.args.map((t) => t === "i64" || t === "u64");
+    const pointers = def.args.map((t) => t === "pointer");
+    // Not threadsafe: a threadsafe JSCallback discards its return value (the
+    // call is posted to the JS thread), and these callbacks return C results.
+    const cb = new ffi.JSCallback((...raw: unknown[]) => {
+      const args = raw.map((v, i) => {
+        if (wide[i]) return BigInt(v as number | bigint);
+        if (pointers[i]) return v === 0 || v === null || v === undefined ? null : v;
+        return v;
+      });
+      return fn(...(args as CallbackArgs<D>));
+    }, bunDefinition({ args: def.args, returns: def.returns }));
+    if (cb.ptr === null) throw new Error("bun:ffi JSCallback gave no function pointer");
+    const pointer = cb.ptr as unknown as Ptr;
+    let open = true;
+    return {
+      pointer,
+      close() {
+        if (!open) return;
+        open = false;
+        cb.close();
+      },
+    };
+  },
 };

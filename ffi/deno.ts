@@ -5,7 +5,16 @@
  * @module
  */
 import { LIBC_WAIT } from "./symbols.ts";
-import type { FfiRuntime, LoadedLibrary, Ptr, SymbolTable } from "./types.ts";
+import type {
+  CallbackArgs,
+  CallbackDef,
+  CallbackResult,
+  FfiRuntime,
+  LoadedLibrary,
+  NativeCallback,
+  Ptr,
+  SymbolTable,
+} from "./types.ts";
 
 type DenoSymbols = Record<string, Deno.ForeignFunction>;
 
@@ -49,5 +58,34 @@ export const denoRuntime: FfiRuntime = {
     waitLibrary ??= denoRuntime.open("libc.so.6", LIBC_WAIT);
     // An in-flight nonblocking call keeps Deno's event loop alive by itself.
     return waitLibrary.symbols.poll(fds, BigInt(count), timeoutMs);
+  },
+  callback<D extends CallbackDef>(
+    def: D,
+    fn: (...args: CallbackArgs<D>) => CallbackResult<D>,
+  ): NativeCallback {
+    const wide = def.args.map((t) => t === "i64" || t === "u64");
+    const definition = {
+      parameters: [...def.args],
+      result: def.returns,
+    } as Deno.UnsafeCallbackDefinition;
+    // Same-thread calls run synchronously on the C caller's stack; never threadSafe().
+    type Raw = (...raw: unknown[]) => Deno.PointerValue | number | bigint | void;
+    const run: Raw = (...raw) => {
+      const args = raw.map((v, i) => (wide[i] ? BigInt(v as number | bigint) : v));
+      return fn(...(args as CallbackArgs<D>)) as unknown as Deno.PointerValue | number | bigint;
+    };
+    const cb = new Deno.UnsafeCallback(
+      definition,
+      run as ConstructorParameters<typeof Deno.UnsafeCallback>[1],
+    );
+    let open = true;
+    return {
+      pointer: cb.pointer as unknown as Ptr,
+      close() {
+        if (!open) return;
+        open = false;
+        cb.close();
+      },
+    };
   },
 };

@@ -10,7 +10,7 @@
  */
 import process from "node:process";
 import { LibraryNotFoundError } from "../core/errors.ts";
-import { EVTCHN, GNTTAB, LIBC, LIBRARIES, TOOLLOG, XENCTRL } from "./symbols.ts";
+import { EVTCHN, GNTTAB, LIBC, LIBRARIES, LIBXL, TOOLLOG, XENCTRL } from "./symbols.ts";
 import { ffiRuntime } from "./runtime.ts";
 import type { FfiRuntime, LoadedLibrary, Ptr, SymbolTable } from "./types.ts";
 
@@ -43,7 +43,14 @@ export interface XenCtrlLibrary extends LibcLibrary {
   readonly logger: Ptr | null;
 }
 
+/** libxenlight (libxl) with libxentoollog (its loggers) and libc. */
+export interface XenLightLibrary extends LibcLibrary {
+  readonly xenlight: LoadedLibrary<typeof LIBXL>;
+  readonly toollog: LoadedLibrary<typeof TOOLLOG>;
+}
+
 let loadedLibc: Promise<LibcLibrary> | undefined;
+let loadedLight: Promise<XenLightLibrary> | undefined;
 let loaded: Promise<XenLibraries> | undefined;
 let loadedCtrl: Promise<XenCtrlLibrary> | undefined;
 let logger: { readonly value: Ptr | null } | undefined;
@@ -100,6 +107,25 @@ async function loadCtrl(): Promise<XenCtrlLibrary> {
   const base = await loadLibc();
   const xenctrl = openLibrary(base.runtime, "xenctrl", XENCTRL);
   return { ...base, xenctrl, logger: sharedQuietLogger(base) };
+}
+
+/**
+ * Loads libxenlight.so.4.NN, libxentoollog and libc (once per process),
+ * trying each Xen release's soname (LIBRARIES.xenlight) or
+ * $XENCHAN_LIBXENLIGHT. Rejects with LibraryNotFoundError naming the Debian
+ * package (libxenmisc4.17); Deno's permission errors pass through unchanged.
+ */
+export function loadXenLight(): Promise<XenLightLibrary> {
+  loadedLight ??= loadLight();
+  loadedLight.catch(() => loadedLight = undefined);
+  return loadedLight;
+}
+
+async function loadLight(): Promise<XenLightLibrary> {
+  const base = await loadLibc();
+  const xenlight = openLibrary(base.runtime, "xenlight", LIBXL);
+  const toollog = openLibrary(base.runtime, "toollog", TOOLLOG);
+  return { ...base, xenlight, toollog };
 }
 
 /** One quiet logger per process, shared by every library that takes one. */

@@ -43,6 +43,29 @@ export {
   loadXenLibraries,
   type XenLibraries,
 } from "./load.ts";
+export {
+  ERROR_DOMAIN_NOTFOUND,
+  ERROR_OSEVENT_REG_FAIL,
+  LIBXL_ERRORS,
+  LIBXL_EVENT_TYPE,
+  LIBXL_LAYOUT,
+  LIBXL_LOG_LEVELS,
+  LibxlContext,
+  type LibxlDeathWatch,
+  type LibxlDomainInfo,
+  LibxlError,
+  libxlErrorName,
+  type LibxlEvent,
+  type LibxlLogLevel,
+  type LibxlLogSink,
+  type LibxlOptions,
+  type LibxlOsEventHooks,
+  type LibxlStats,
+  openLibxl,
+  parseLibxlDominfo,
+  parseLibxlEvent,
+  SIGCHLD_OWNER_MAINLOOP,
+} from "./libxl.ts";
 import { siblingModuleUrl } from "./module_url.ts";
 export { FdPoller, sharedPoller } from "./poller.ts";
 export type { Ptr } from "./types.ts";

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { SymbolTable } from "./types.ts";
+import type { CallbackDef, SymbolTable } from "./types.ts";
 
 /** libxenevtchn.so.1 (tools/include/xenevtchn.h). */
 export const EVTCHN = {
@@ -108,6 +108,97 @@ export const XENCTRL = {
   xc_domain_getinfolist: { args: ["pointer", "u32", "u32", "buffer"], returns: "i32" },
 } as const satisfies SymbolTable;
 
+/**
+ * libxenlight.so.4.NN (tools/include/libxl.h, libxl_event.h): a libxl_ctx
+ * driven through the osevent hooks, domain death events, and a few
+ * asynchronous domain operations. Every operation that takes a
+ * `const libxl_asyncop_how *` is always given one with a callback (never
+ * NULL: NULL makes libxl run its own poll loop and block the caller).
+ * The prototypes are the same from 4.13 to 4.21 (LIBXL_API_VERSION 0x041300
+ * made pause/unpause/shutdown/reboot asynchronous).
+ */
+export const LIBXL = {
+  // int libxl_ctx_alloc(libxl_ctx **pctx, int version, unsigned flags, xentoollog_logger *lg)
+  libxl_ctx_alloc: { args: ["buffer", "i32", "u32", "pointer"], returns: "i32" },
+  // int libxl_ctx_free(libxl_ctx *ctx /* 0 is OK */)
+  libxl_ctx_free: { args: ["pointer"], returns: "i32" },
+  // void libxl_osevent_register_hooks(libxl_ctx *ctx, const libxl_osevent_hooks *hooks, void *user)
+  libxl_osevent_register_hooks: { args: ["pointer", "pointer", "pointer"], returns: "void" },
+  // void libxl_osevent_occurred_fd(libxl_ctx *ctx, void *for_libxl, int fd, short events, short revents)
+  libxl_osevent_occurred_fd: {
+    args: ["pointer", "pointer", "i32", "i16", "i16"],
+    returns: "void",
+  },
+  // void libxl_osevent_occurred_timeout(libxl_ctx *ctx, void *for_libxl)
+  libxl_osevent_occurred_timeout: { args: ["pointer", "pointer"], returns: "void" },
+  // void libxl_event_register_callbacks(libxl_ctx *ctx, const libxl_event_hooks *hooks, void *user)
+  libxl_event_register_callbacks: { args: ["pointer", "pointer", "pointer"], returns: "void" },
+  // void libxl_event_free(libxl_ctx *ctx, libxl_event *event)
+  libxl_event_free: { args: ["pointer", "pointer"], returns: "void" },
+  // int libxl_evenable_domain_death(libxl_ctx *ctx, uint32_t domid, libxl_ev_user,
+  //                                 libxl_evgen_domain_death **evgen_out)
+  libxl_evenable_domain_death: { args: ["pointer", "u32", "u64", "buffer"], returns: "i32" },
+  // void libxl_evdisable_domain_death(libxl_ctx *ctx, libxl_evgen_domain_death *evgen)
+  libxl_evdisable_domain_death: { args: ["pointer", "pointer"], returns: "void" },
+  // void libxl_childproc_setmode(libxl_ctx *ctx, const libxl_childproc_hooks *hooks, void *user)
+  libxl_childproc_setmode: { args: ["pointer", "pointer", "pointer"], returns: "void" },
+  // void libxl_childproc_sigchld_occurred(libxl_ctx *ctx)
+  libxl_childproc_sigchld_occurred: { args: ["pointer"], returns: "void" },
+  // int libxl_childproc_reaped(libxl_ctx *ctx, pid_t, int status)
+  libxl_childproc_reaped: { args: ["pointer", "i32", "i32"], returns: "i32" },
+  // libxl_dominfo * libxl_list_domain(libxl_ctx*, int *nb_domain_out)
+  libxl_list_domain: { args: ["pointer", "buffer"], returns: "pointer" },
+  // void libxl_dominfo_list_free(libxl_dominfo *list, int nb_domain)
+  libxl_dominfo_list_free: { args: ["pointer", "i32"], returns: "void" },
+  // void libxl_dominfo_init(libxl_dominfo *p)
+  libxl_dominfo_init: { args: ["buffer"], returns: "void" },
+  // void libxl_dominfo_dispose(libxl_dominfo *p)
+  libxl_dominfo_dispose: { args: ["buffer"], returns: "void" },
+  // int libxl_domain_info(libxl_ctx*, libxl_dominfo *info_r, uint32_t domid)
+  libxl_domain_info: { args: ["pointer", "buffer", "u32"], returns: "i32" },
+  // char *libxl_domid_to_name(libxl_ctx *ctx, uint32_t domid)
+  libxl_domid_to_name: { args: ["pointer", "u32"], returns: "pointer" },
+  // int libxl_domain_pause(libxl_ctx *ctx, uint32_t domid, const libxl_asyncop_how *ao_how)
+  libxl_domain_pause: { args: ["pointer", "u32", "buffer"], returns: "i32" },
+  // int libxl_domain_unpause(libxl_ctx *ctx, uint32_t domid, const libxl_asyncop_how *ao_how)
+  libxl_domain_unpause: { args: ["pointer", "u32", "buffer"], returns: "i32" },
+  // int libxl_domain_shutdown(libxl_ctx *ctx, uint32_t domid, const libxl_asyncop_how *ao_how)
+  libxl_domain_shutdown: { args: ["pointer", "u32", "buffer"], returns: "i32" },
+  // int libxl_domain_reboot(libxl_ctx *ctx, uint32_t domid, const libxl_asyncop_how *ao_how)
+  libxl_domain_reboot: { args: ["pointer", "u32", "buffer"], returns: "i32" },
+  // int libxl_domain_destroy(libxl_ctx *ctx, uint32_t domid, const libxl_asyncop_how *ao_how)
+  libxl_domain_destroy: { args: ["pointer", "u32", "buffer"], returns: "i32" },
+} as const satisfies SymbolTable;
+
+/**
+ * The C function pointer types libxl calls back (libxl_event.h
+ * libxl_osevent_hooks, libxl_event_hooks; libxl.h libxl_asyncop_how).
+ * `struct timeval abs` is passed by value: on x86_64 (SysV) and aarch64
+ * (AAPCS64) a 16-byte struct of two 64-bit integers travels in the next two
+ * integer registers, exactly like two i64 arguments, which is how both
+ * runtimes declare it (Bun has no struct-by-value type).
+ */
+export const LIBXL_CALLBACKS = {
+  // int (*fd_register)(void *user, int fd, void **for_app_registration_out, short events, void *for_libxl)
+  fd_register: { args: ["pointer", "i32", "pointer", "i16", "pointer"], returns: "i32" },
+  // int (*fd_modify)(void *user, int fd, void **for_app_registration_update, short events)
+  fd_modify: { args: ["pointer", "i32", "pointer", "i16"], returns: "i32" },
+  // void (*fd_deregister)(void *user, int fd, void *for_app_registration)
+  fd_deregister: { args: ["pointer", "i32", "pointer"], returns: "void" },
+  // int (*timeout_register)(void *user, void **for_app_registration_out, struct timeval abs, void *for_libxl)
+  timeout_register: { args: ["pointer", "pointer", "i64", "i64", "pointer"], returns: "i32" },
+  // int (*timeout_modify)(void *user, void **for_app_registration_update, struct timeval abs)
+  timeout_modify: { args: ["pointer", "pointer", "i64", "i64"], returns: "i32" },
+  // void (*timeout_deregister)(void *user, void *for_app_registration_io)
+  timeout_deregister: { args: ["pointer", "pointer"], returns: "void" },
+  // void (*event_occurs)(void *user, libxl_event *event)
+  event_occurs: { args: ["pointer", "pointer"], returns: "void" },
+  // void (*disaster)(void *user, libxl_event_type type, const char *msg, int errnoval)
+  disaster: { args: ["pointer", "i32", "pointer", "i32"], returns: "void" },
+  // void (*callback)(libxl_ctx *ctx, int rc, void *for_callback)   (libxl_asyncop_how)
+  ao_complete: { args: ["pointer", "i32", "pointer"], returns: "void" },
+} as const satisfies Readonly<Record<string, CallbackDef>>;
+
 /** libc.so.6: the few calls xenchan needs itself. */
 export const LIBC = {
   // int *__errno_location(void)
@@ -127,6 +218,20 @@ export const LIBC = {
   open: { args: ["buffer", "i32"], returns: "i32" },
   // FILE *fopen(const char *pathname, const char *mode)
   fopen: { args: ["buffer", "buffer"], returns: "pointer" },
+  // FILE *fdopen(int fd, const char *mode)
+  fdopen: { args: ["i32", "buffer"], returns: "pointer" },
+  // int fclose(FILE *stream)
+  fclose: { args: ["pointer"], returns: "i32" },
+  // int setvbuf(FILE *stream, char *buf, int mode, size_t size)
+  setvbuf: { args: ["pointer", "pointer", "i32", "u64"], returns: "i32" },
+  // int dup(int oldfd)
+  dup: { args: ["i32"], returns: "i32" },
+  // void *calloc(size_t nmemb, size_t size)
+  calloc: { args: ["u64", "u64"], returns: "pointer" },
+  // void free(void *ptr)
+  free: { args: ["pointer"], returns: "void" },
+  // size_t strlen(const char *s)
+  strlen: { args: ["pointer"], returns: "u64" },
 } as const satisfies SymbolTable;
 
 /**
@@ -168,6 +273,20 @@ export const LIBRARIES = {
       "libxenctrl.so",
     ],
     envVar: "XENCHAN_LIBXENCTRL",
+    install: "libxenmisc4.17",
+  },
+  xenlight: {
+    // Same releases as libxenctrl (and the same Debian package).
+    sonames: [
+      "libxenlight.so.4.17",
+      "libxenlight.so.4.18",
+      "libxenlight.so.4.19",
+      "libxenlight.so.4.20",
+      "libxenlight.so.4.21",
+      "libxenlight.so.4.16",
+      "libxenlight.so",
+    ],
+    envVar: "XENCHAN_LIBXENLIGHT",
     install: "libxenmisc4.17",
   },
   libc: { sonames: ["libc.so.6"], envVar: "XENCHAN_LIBC", install: "libc6" },

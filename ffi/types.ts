@@ -63,6 +63,35 @@ export type Bound<T extends SymbolTable> = {
   readonly [K in keyof T]: T[K]["optional"] extends true ? BoundFn<T[K]> | null : BoundFn<T[K]>;
 };
 
+/**
+ * One C function pointer type that JavaScript implements: its argument and
+ * result types ("buffer" is not allowed: pointers arrive as Ptr).
+ */
+export interface CallbackDef {
+  readonly args: readonly Exclude<NativeType, "buffer">[];
+  readonly returns: Exclude<NativeType, "buffer">;
+}
+
+/** The JavaScript arguments of a callback of type `D`: pointers as Ptr | null, 64-bit as bigint. */
+export type CallbackArgs<D extends CallbackDef> = JsArgs<D["args"]>;
+
+/** What the JavaScript function of a callback of type `D` returns. */
+export type CallbackResult<D extends CallbackDef> = JsResult<D["returns"]>;
+
+/**
+ * A C function pointer backed by a JavaScript function (Deno.UnsafeCallback,
+ * bun:ffi JSCallback). It may be called only on the JavaScript thread that
+ * made it, synchronously (never thread-safe: a C caller on another thread
+ * is not supported). The owner calls close() once no C code can call it any
+ * more; a call after close() crashes the process.
+ */
+export interface NativeCallback {
+  /** The function pointer to hand to C. */
+  readonly pointer: Ptr;
+  /** Frees the trampoline. Idempotent. */
+  close(): void;
+}
+
 /** A loaded library: its typed symbols and the path it was loaded from. */
 export interface LoadedLibrary<T extends SymbolTable> {
   readonly path: string;
@@ -101,4 +130,18 @@ export interface FfiRuntime {
    * flight, and only then.
    */
   pollAsync(fds: Uint8Array, count: number, timeoutMs: number): Promise<number>;
+  /**
+   * Makes a C function pointer of type `def` that runs `fn` synchronously on
+   * the calling JavaScript thread, on top of the C caller's stack (Deno:
+   * Deno.UnsafeCallback, not thread-safe and not keeping the process alive;
+   * Bun: JSCallback without `threadsafe`). Arguments are normalised: pointers
+   * are Ptr or null, i64/u64 are bigint, the rest numbers. `fn` must not
+   * throw: an exception's effect on the C caller differs between runtimes
+   * (Deno returns 0 to C), so every caller in ffi/ catches and returns an
+   * error code itself. The caller owns the result and closes it.
+   */
+  callback<D extends CallbackDef>(
+    def: D,
+    fn: (...args: CallbackArgs<D>) => CallbackResult<D>,
+  ): NativeCallback;
 }

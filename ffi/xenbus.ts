@@ -10,6 +10,19 @@
  * watch with xenstored inside that write(2), a short wait bounded by the
  * daemon's answer.
  *
+ * One request at a time: the kernel does not copy a request's payload when
+ * it is written. xenbus_dev_request_and_reply (drivers/xen/xenbus/
+ * xenbus_xs.c) queues the request with its payload pointing into the open
+ * file's one message buffer (vec->iov_base = msg + 1), and the next write(2)
+ * on the file reuses that buffer, possibly before the xenbus thread copied
+ * the earlier payload onto the ring. Seen in the dom0 suite on Linux 6.1:
+ * with 64 requests in flight, reads failed with EINVAL and writes landed on
+ * other nodes. libxenstore never meets this because it waits for each reply.
+ * So this transport queues messages and writes the next one only once every
+ * request written before it has its reply (watch events do not count);
+ * `send` never blocks, it queues. The client may still keep many requests
+ * in flight: they are serialised here, not refused.
+ *
  * Kernel facts the transport reports: the request buffer holds the 16-byte
  * header too, so the largest request payload is 4080; watches are handled
  * in the kernel (kernelWatches): events leave req_id and tx_id unset, an
@@ -21,9 +34,12 @@
 import { XenCallError, XenUsageError } from "../core/errors.ts";
 import type { XenStoreTransport, XenStoreTransportSink } from "../core/xenstore/transport.ts";
 import {
+  encodeMessage,
   XENSTORE_PAYLOAD_MAX,
   XS_HEADER_SIZE,
   XS_READ_PAYLOAD_LIMIT,
+  XsDecoder,
+  XsType,
 } from "../core/xenstore/wire.ts";
 import { cString, type LibcLibrary, loadLibc } from "./load.ts";
 import { type FdPoller, sharedPoller } from "./poller.ts";
@@ -61,6 +77,11 @@ class XenbusTransport implements XenStoreTransport {
   readonly #fd: number;
   readonly #stop = new AbortController();
   readonly #buffer = new Uint8Array(XS_HEADER_SIZE + XS_READ_PAYLOAD_LIMIT);
+  readonly #decoder = new XsDecoder();
+  /** Messages waiting for the reply of the one written before them. */
+  readonly #queue: Uint8Array[] = [];
+  /** Whether a written request still waits for its reply. */
+  #awaitingReply = false;
   #sink: XenStoreTransportSink | undefined;
   #closed = false;
   #ended = false;
@@ -82,6 +103,25 @@ class XenbusTransport implements XenStoreTransport {
   send(message: Uint8Array): void {
     if (this.#closed) throw new Error(`${this.description} is closed`);
     if (this.#ended) throw new Error(`${this.description} has ended`);
+    if (this.#awaitingReply) {
+      this.#queue.push(message);
+      return;
+    }
+    this.#write(message);
+  }
+
+  /** Writes one whole message; from now on the next waits for its reply. */
+  #write(message: Uint8Array): void {
+    try {
+      this.#writeOnce(message);
+      this.#awaitingReply = true;
+    } catch (error) {
+      this.#awaitingReply = false;
+      throw error;
+    }
+  }
+
+  #writeOnce(message: Uint8Array): void {
     for (;;) {
       const n = this.#libs.libc.symbols.write(this.#fd, message, BigInt(message.length));
       if (n >= 0n) {
@@ -111,6 +151,35 @@ class XenbusTransport implements XenStoreTransport {
     this.#sink?.end(error);
   }
 
+  /**
+   * Passes bytes from the kernel to the sink, whole messages at a time, and
+   * writes the next queued message after each reply (a message that is not
+   * a watch event). A malformed stream ends the transport.
+   */
+  #received(bytes: Uint8Array): void {
+    let messages;
+    try {
+      messages = this.#decoder.push(bytes);
+    } catch (error) {
+      this.#end(error instanceof Error ? error : new Error(String(error)));
+      return;
+    }
+    for (const message of messages) {
+      if (this.#closed || this.#ended) return;
+      this.#sink?.data(encodeMessage(message, XS_READ_PAYLOAD_LIMIT));
+      if (message.type === XsType.WATCH_EVENT) continue;
+      this.#awaitingReply = false;
+      const next = this.#queue.shift();
+      if (next === undefined) continue;
+      try {
+        this.#write(next);
+      } catch (error) {
+        this.#end(error instanceof Error ? error : new Error(String(error)));
+        return;
+      }
+    }
+  }
+
   async #readLoop(): Promise<void> {
     // Start after attach() returned: the sink is never called from inside it.
     await Promise.resolve();
@@ -119,7 +188,7 @@ class XenbusTransport implements XenStoreTransport {
       while (!this.#closed && !this.#ended) {
         const n = libc.read(this.#fd, this.#buffer, BigInt(this.#buffer.length));
         if (n > 0n) {
-          this.#sink?.data(this.#buffer.slice(0, Number(n)));
+          this.#received(this.#buffer.subarray(0, Number(n)));
           continue;
         }
         if (n === 0n) {

@@ -16,7 +16,7 @@
 // a harness failure (boot or transfer), so a broken harness never looks green.
 // A daemon that fails to start is reported (xenstored.log) and the suite still runs: the
 // guest tests then fail with the helper's reason.
-// Environment: XENCHAN_RUNNER_TIMEOUT_S (per runner in dom0, default 600), XENCHAN_XENSTORED
+// Environment: XENCHAN_RUNNER_TIMEOUT_S (per runner in dom0, default 1200), XENCHAN_XENSTORED
 // (oxenstored or cxenstored: the daemon the suite starts with), XENCHAN_DOM0_TESTS
 // (space-separated repo-relative files replacing the default list, for debugging),
 // XENCHAN_FIDELITY_* (passed into dom0 for tests/dom0/fidelity_dom0.test.ts) and the
@@ -64,9 +64,11 @@ export async function testXen() {
       name: "test_xen",
       script: dom0Script(files),
       guests: true,
+      // four runners of up to XENCHAN_RUNNER_TIMEOUT_S each share one VM
+      timeoutS: process.env.XENCHAN_XEN_TIMEOUT_S ? undefined : 3300,
       env: {
         XENCHAN_TEST_BACKENDS: "ffi",
-        XENCHAN_RUNNER_TIMEOUT_S: process.env.XENCHAN_RUNNER_TIMEOUT_S ?? "600",
+        XENCHAN_RUNNER_TIMEOUT_S: process.env.XENCHAN_RUNNER_TIMEOUT_S ?? "1200",
         XENCHAN_XENSTORED: FIRST_DAEMON,
         XENCHAN_XENSTORE_TRANSPORTS: "socket,xenbus",
         ...fidelityKnobs(),

@@ -60,7 +60,8 @@ export const LAYER_RULES: readonly Rule[] = [
     mayImport: ["core/", "ffi/mod.ts", ...ENTRY_POINTS.filter((e) => e !== "mod.ts")],
   },
   { layer: "cli.ts", mayImport: ["cli/"] },
-  { layer: "cli/", mayImport: ["cli/", ...ENTRY_POINTS] },
+  // package.json: the version --version prints (its one source)
+  { layer: "cli/", mayImport: ["cli/", "package.json", ...ENTRY_POINTS] },
   { layer: "bench/", mayImport: ["bench/", "core/", "ffi/mod.ts", ...ENTRY_POINTS] },
   {
     layer: "tests/",

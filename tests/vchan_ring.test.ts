@@ -10,9 +10,15 @@
  * here: a strongly ordered machine, so it mostly tests the JIT's side: no
  * cached or reordered index accesses).
  *
+ * The two Workers are started once and run the job of every order: under
+ * Deno each Worker start type-checks the worker module graph (`deno test`
+ * checks, and a Worker's modules are a graph of their own), which costs
+ * seconds per start and was nearly all of this file's time with a Worker
+ * pair per order.
+ *
  * @module
  */
-import { test } from "node:test";
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { OFFSET, VchanHeader } from "../plugins/vchan/layout.ts";
 import { RingMemory, RingReader, RingWriter } from "../plugins/vchan/ring.ts";
@@ -24,22 +30,59 @@ interface Result {
   readonly faults: string[];
 }
 
-function start(job: Record<string, unknown>): Promise<Result> {
-  const worker = new Worker(new URL("./fixtures/vchan_ring_worker.ts", import.meta.url), {
+/** One long-lived Worker running jobs one at a time (a job's reply is the next message). */
+class RingWorker {
+  readonly #worker = new Worker(new URL("./fixtures/vchan_ring_worker.ts", import.meta.url), {
     type: "module",
   });
-  return new Promise<Result>((resolve, reject) => {
-    worker.onmessage = (event: MessageEvent<Result>) => {
-      resolve(event.data);
-      worker.terminate();
+  #pending?: { resolve: (r: Result) => void; reject: (e: Error) => void };
+  #failed?: Error;
+
+  constructor() {
+    this.#worker.onmessage = (event: MessageEvent<Result>) => {
+      const pending = this.#pending;
+      this.#pending = undefined;
+      pending?.resolve(event.data);
     };
-    worker.onerror = (event) => {
-      reject(new Error(`worker failed: ${(event as ErrorEvent).message}`));
-      worker.terminate();
+    this.#worker.onerror = (event) => {
+      event.preventDefault?.();
+      this.#failed = new Error(`worker failed: ${(event as ErrorEvent).message}`);
+      this.#pending?.reject(this.#failed);
+      this.#pending = undefined;
     };
-    worker.postMessage(job);
-  });
+  }
+
+  /** Posts `job`; resolves with its result. One job at a time. */
+  run(job: Record<string, unknown>): Promise<Result> {
+    if (this.#failed) return Promise.reject(this.#failed);
+    if (this.#pending) return Promise.reject(new Error("a job is already running"));
+    return new Promise<Result>((resolve, reject) => {
+      this.#pending = { resolve, reject };
+      this.#worker.postMessage(job);
+    });
+  }
+
+  terminate(): void {
+    this.#worker.terminate();
+    this.#pending?.reject(new Error("worker terminated"));
+    this.#pending = undefined;
+  }
 }
+
+let pair: { producer: RingWorker; consumer: RingWorker } | undefined;
+
+/** The producer and consumer Workers, started by the first order's test. */
+function workers(): { producer: RingWorker; consumer: RingWorker } {
+  pair ??= { producer: new RingWorker(), consumer: new RingWorker() };
+  return pair;
+}
+
+// After the file's last test, whichever tests ran (a filter may select one order).
+after(() => {
+  pair?.producer.terminate();
+  pair?.consumer.terminate();
+  pair = undefined;
+});
 
 for (const order of [10, 12, 14]) {
   test(`ring order ${order}: 4 MiB between two threads, every byte checked [vchan:threads]`, async () => {
@@ -51,9 +94,10 @@ for (const order of [10, 12, 14]) {
     const total = 4 << 20;
     const segment = Math.min(4096, 1 << order);
     const common = { page, ring, bell, segment, total };
+    const { producer, consumer } = workers();
     const [produced, consumed] = await Promise.all([
-      start({ ...common, role: "producer", seed: 7 }),
-      start({ ...common, role: "consumer", seed: 9 }),
+      producer.run({ ...common, role: "producer", seed: 7 }),
+      consumer.run({ ...common, role: "consumer", seed: 9 }),
     ]);
     assert.deepEqual(produced.faults, []);
     assert.deepEqual(consumed.faults, []);

@@ -298,6 +298,11 @@ test("close from either side [vchan:sim]", async () => {
     assert.equal(client.state, "closed");
     await assert.rejects(client.read(), ClosedHandleError);
     assert.throws(() => client.tryWrite(new Uint8Array(1)), ClosedHandleError);
+    // Zero-size operations have nothing to move but still say the vchan is closed.
+    await assert.rejects(client.recv(0), ClosedHandleError);
+    assert.throws(() => client.tryRecv(0), ClosedHandleError);
+    await assert.rejects(client.write(new Uint8Array(0)), ClosedHandleError);
+    await assert.rejects(client.send(new Uint8Array(0)), ClosedHandleError);
     assert.equal(new TextDecoder().decode(await server.read()), "bye");
     await assert.rejects(server.read(), isVchanError("ECONNRESET"));
     server.close();

@@ -461,7 +461,7 @@ describe("XenStore client over a fake unix-socket daemon", () => {
 });
 
 describe("XenStore wire codec fast paths", { timeout: 60_000 }, () => {
-  it("utf8/fromUtf8 agree with TextEncoder/TextDecoder on any input", () => {
+  it("utf8/fromUtf8 agree with TextEncoder/TextDecoder on any input", { timeout: 60_000 }, () => {
     fc.assert(
       fc.property(fc.string({ unit: "binary", maxLength: 120 }), (text) => {
         assert.equal(hex(utf8(text)), hex(new TextEncoder().encode(text)));

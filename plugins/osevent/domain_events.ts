@@ -62,11 +62,15 @@ export type SourceFailure = (message: string, cause: unknown) => void;
  * subscribe itself, and return an unsubscribe function; it may call
  * `onFailure` (optional to implement) when it loses track. `domainState`
  * returns undefined for a domain that does not exist (never created,
- * destroyed or dying).
+ * destroyed or dying); it is called once per enable, so a source that
+ * watches domains one by one (libxl) starts watching there. `release`
+ * (optional) is called when the application has disabled the last
+ * generator of `domid`: such a source may stop watching it.
  */
 export interface DomainEventSource {
   subscribe(listener: (event: RawDomainEvent) => void, onFailure?: SourceFailure): () => void;
   domainState(domid: number): DomainState | undefined;
+  release?(domid: number): void;
 }
 
 /** SHUTDOWN_* names (xen/include/public/sched.h). */
@@ -227,7 +231,10 @@ export class DomainEvents {
     this.#enabled--;
     const set = this.#death.get(gen.domid);
     set?.delete(gen);
-    if (set?.size === 0) this.#death.delete(gen.domid);
+    if (set?.size === 0) {
+      this.#death.delete(gen.domid);
+      this.#source.release?.(gen.domid);
+    }
   }
 
   /**

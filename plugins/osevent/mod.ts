@@ -48,6 +48,25 @@ export { EventFdPortSource } from "./eventfd.ts";
 export { EventFd } from "../../ffi/mod.ts";
 export { EventChannelWatch, type EventChannelWatchOptions } from "./evtchn_watch.ts";
 export {
+  LibxlDomainSource,
+  LibxlHost,
+  type LibxlHostStats,
+  type LibxlLike,
+  type LibxlOpener,
+  type LibxlRegistration,
+  type LibxlSourceOptions,
+  type LibxlSourceStats,
+  openLibxlSource,
+} from "./libxl_source.ts";
+export {
+  LibxlContext,
+  type LibxlDomainInfo,
+  LibxlError,
+  type LibxlEvent,
+  type LibxlLogLevel,
+  type LibxlLogSink,
+} from "../../ffi/mod.ts";
+export {
   BuiltinLoop,
   type BuiltinLoopOptions,
   type BuiltinLoopStats,

@@ -242,17 +242,19 @@ export class Vchan implements Disposable, AsyncDisposable {
    * until that many are in the ring, then takes them. Rejects with VchanError
    * EMSGSIZE when size exceeds the read ring (it could never arrive), and
    * like read; a peer that went away with fewer bytes left gives ECONNRESET.
+   * A size of 0 resolves with an empty array without waiting, after the same
+   * checks (ClosedHandleError after close(), EPROTO once the protocol broke).
    */
   recv(size: number, options: VchanIoOptions = {}): Promise<Uint8Array> {
     this.#fitsRing("size", checkSize("size", size, 0), this.readSize, "read");
-    if (size === 0) return Promise.resolve(new Uint8Array(0));
+    if (size === 0) return Promise.resolve().then(() => this.#emptyReceive());
     return this.#receive(size, size, options.signal);
   }
 
   /** recv without waiting: the `size` bytes if they are all there now, else null. Throws like recv. */
   tryRecv(size: number): Uint8Array | null {
     this.#fitsRing("size", checkSize("size", size, 0), this.readSize, "read");
-    if (size === 0) return new Uint8Array(0);
+    if (size === 0) return this.#emptyReceive();
     return this.#receiveNow(size, size);
   }
 
@@ -513,6 +515,12 @@ export class Vchan implements Disposable, AsyncDisposable {
         new VchanError("ECONNRESET", this.path, "notifying the peer failed", { cause: error }),
       );
     }
+  }
+
+  /** A receive of 0 bytes: nothing to take, but a closed or broken vchan still says so. */
+  #emptyReceive(): Uint8Array {
+    this.#usable();
+    return new Uint8Array(0);
   }
 
   #receiveNow(min: number, max: number): Uint8Array | null {
