@@ -213,7 +213,7 @@ after(() => rmSync(work, { recursive: true, force: true }));
 
 describe("npm package (tsc build, npm pack, offline install)", () => {
   it(
-    "packs JavaScript and .d.ts only, with every export and the bin, and no dependencies",
+    "packs JavaScript and .d.ts only (and the version's package.json), every export, the bin, no dependencies",
     SLOW,
     () => {
       const { files, manifest } = pack();
@@ -223,7 +223,12 @@ describe("npm package (tsc build, npm pack, offline install)", () => {
         "README.md",
         "package.json",
       ]);
-      assert.deepEqual(dist.filter((f) => !/\.(js|d\.ts)$/.test(f)), [], "only .js and .d.ts");
+      // dist/package.json is the one JSON file: `xenchan --version` imports it (cli/main.ts).
+      assert.deepEqual(
+        dist.filter((f) => !/\.(js|d\.ts)$/.test(f) && f !== "dist/package.json"),
+        [],
+        "only .js and .d.ts",
+      );
       assert.deepEqual(dist.filter((f) => /^dist\/(tests|bench|scripts)\//.test(f)), []);
       for (const f of ["dist/mod.js", "dist/mod.d.ts", "dist/cli.js", "dist/ffi/poll_worker.js"]) {
         assert.ok(files.includes(f), `${f} is in the tarball`);
@@ -244,6 +249,8 @@ describe("npm package (tsc build, npm pack, offline install)", () => {
     checkUse(mustRun([join(BIN, "bun"), "use.ts"], dir, 60), "bun");
     const help = mustRun([join(dir, "node_modules", ".bin", "xenchan"), "--help"], dir, 60);
     assert.match(help.stdout, /demo/);
+    const version = mustRun([join(dir, "node_modules", ".bin", "xenchan"), "--version"], dir, 60);
+    assert.match(version.stdout, /^xenchan \d+\.\d+\.\d+ \(bun /);
   });
 
   it(
