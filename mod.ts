@@ -22,8 +22,10 @@
  *
  * @module
  */
-import { createFfiBackend } from "./ffi/mod.ts";
+import { connectXenStoreTransport, createFfiBackend } from "./ffi/mod.ts";
 export { ffiLibraryFacts } from "./ffi/mod.ts";
+import { XenStore } from "./core/xenstore/client.ts";
+import type { XenStoreTransport } from "./core/xenstore/transport.ts";
 export { DomainControl, type DomainFlags, type DomainInfo, openDomainControl } from "./ffi/mod.ts";
 export { serveXenStoreSocket } from "./ffi/mod.ts";
 export type { XenStoreSocketOptions, XenStoreSocketServer } from "./ffi/mod.ts";
@@ -50,6 +52,28 @@ export {
   XenUsageError,
 } from "./core/errors.ts";
 export { EventChannels } from "./core/event_channels.ts";
+export { DEFAULT_TRANSACTION_ATTEMPTS, XenStore } from "./core/xenstore/client.ts";
+export type {
+  XenStoreOperations,
+  XenStoreTransaction,
+  XenStoreTransactionOptions,
+  XenStoreWatchEvent,
+  XenStoreWatchOptions,
+} from "./core/xenstore/client.ts";
+export { XenStoreError } from "./core/xenstore/errors.ts";
+export {
+  formatPermissions,
+  parsePermissions,
+  type XenStoreAccess,
+  type XenStorePermission,
+} from "./core/xenstore/permissions.ts";
+export type {
+  XenStoreServer,
+  XenStoreTransport,
+  XenStoreTransportKind,
+  XenStoreTransportSink,
+} from "./core/xenstore/transport.ts";
+export type { XenStoreErrorName } from "./core/xenstore/wire.ts";
 export type { EventChannelHoldings, WaitOptions } from "./core/event_channels.ts";
 export { GrantMapping, GrantShare, GrantTable, SharedGrant } from "./core/grants.ts";
 export { setLeakReporter, warnLeak } from "./core/lifetimes.ts";
@@ -206,4 +230,61 @@ export async function openGrantTable(options?: OpenOptions): Promise<GrantTable>
 export async function openGrantShare(options?: OpenOptions): Promise<GrantShare> {
   const { backend, kind } = await selectBackend(checkOptions("options", options).backend);
   return new GrantShare(kind, backend.openGrantShare());
+}
+
+/** Options of openXenStore. */
+export interface OpenXenStoreOptions extends OpenOptions {
+  /**
+   * A socket or device path to connect to (a unix socket is connected to,
+   * anything else opened as a xenbus device). Given a path, `backend` is
+   * not consulted.
+   */
+  readonly path?: string;
+}
+
+/**
+ * Opens a XenStore connection. With `path`, that socket or device. Otherwise
+ * by backend: "ffi" connects like libxenstore's xs_open (the socket
+ * $XENSTORED_PATH, else ${XENSTORED_RUNDIR:-/var/run/xenstored}/socket,
+ * then /dev/xen/xenbus, then /proc/xen/xenbus); "sim" connects to the
+ * default simulator's xenstored as dom0; a XenBackend object uses its
+ * openXenStoreTransport (a simulated domain's backend connects with that
+ * domain's identity); "auto" (default) uses "ffi" when a socket or device
+ * connects, else "sim". Rejects with XenStoreError (op "CONNECT": ENOENT
+ * nothing to connect to, EACCES not root, ECONNREFUSED no daemon behind the
+ * socket), XenUsageError for a backend without XenStore or a bad option.
+ * The caller owns the handle: close it or use `using`.
+ */
+export async function openXenStore(openOptions?: OpenXenStoreOptions): Promise<XenStore> {
+  const options = checkOptions("options", openOptions);
+  if (options.path !== undefined) {
+    if (typeof options.path !== "string" || options.path === "") {
+      throw new XenUsageError(`path must be a non-empty string, got ${String(options.path)}`);
+    }
+    return new XenStore(await connectXenStoreTransport({ path: options.path }));
+  }
+  const choice = options.backend ?? "auto";
+  if (choice === "ffi") return new XenStore(await connectXenStoreTransport());
+  if (choice === "auto") {
+    try {
+      return new XenStore(await connectXenStoreTransport());
+    } catch {
+      // Nothing real to connect to, or no permission to: the simulator.
+      return new XenStore(await transportOf(defaultSimulatorBackend()));
+    }
+  }
+  if (choice === "sim") return new XenStore(await transportOf(defaultSimulatorBackend()));
+  if (typeof choice === "object" && choice !== null) return new XenStore(await transportOf(choice));
+  throw new XenUsageError(
+    `backend must be "auto", "ffi", "sim" or a XenBackend, got ${String(choice)}`,
+  );
+}
+
+function transportOf(backend: XenBackend): XenStoreTransport | Promise<XenStoreTransport> {
+  if (typeof backend.openXenStoreTransport !== "function") {
+    throw new XenUsageError(
+      `backend ${backend.description} has no XenStore (openXenStoreTransport)`,
+    );
+  }
+  return backend.openXenStoreTransport();
 }

@@ -307,8 +307,11 @@ export interface XenBackend {
   /**
    * A connection to XenStore with this backend's identity (the simulator:
    * a connection of the simulated process's domain; ffi: the xenstored
-   * socket, else /dev/xen/xenbus). The caller owns the transport and closes
-   * it. Optional: a backend without XenStore leaves it out.
+   * socket, else /dev/xen/xenbus, the libxenstore order). Rejects (or
+   * throws) XenStoreError (op "CONNECT") when no daemon is reachable. The
+   * caller owns the transport and closes it (core/xenstore/client.ts
+   * XenStore takes it over). Optional: a backend without XenStore leaves it
+   * out.
    */
   openXenStoreTransport?(): XenStoreTransport | Promise<XenStoreTransport>;
 }

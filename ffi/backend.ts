@@ -1,9 +1,15 @@
 /**
  * The FFI backend: the real libxenevtchn and libxengnttab behind the
- * XenBackend interface.
+ * XenBackend interface, and the real XenStore connections.
  *
  * @module
  */
+import { stat } from "node:fs/promises";
+import { XenCallError } from "../core/errors.ts";
+import { XenStoreError } from "../core/xenstore/errors.ts";
+import type { XenStoreTransport } from "../core/xenstore/transport.ts";
+import { openXenbus } from "./xenbus.ts";
+import { connectXenStoreSocket, xenstoredSocketPath } from "./xenstore_socket.ts";
 import type {
   EventChannelDriver,
   GrantShareDriver,
@@ -38,6 +44,70 @@ class FfiBackend implements XenBackend {
   openGrantShare(): GrantShareDriver {
     return new FfiGrantShare(this.#libs);
   }
+
+  openXenStoreTransport(): Promise<XenStoreTransport> {
+    return connectXenStoreTransport();
+  }
+}
+
+/** Options of connectXenStoreTransport. */
+export interface XenStoreConnectOptions {
+  /**
+   * A socket or device path. A unix socket is connected to, anything else
+   * is opened as a xenbus device (libxenstore's get_handle does the same).
+   */
+  readonly path?: string;
+}
+
+/**
+ * A real XenStore connection, in libxenstore's order (xs_open, xs.c:360-370):
+ * with `path`, that socket or device; otherwise the xenstored socket
+ * (xenstoredSocketPath()), then /dev/xen/xenbus, then /proc/xen/xenbus.
+ * Resolves with a transport the caller owns. Rejects with XenStoreError
+ * (op "CONNECT") naming every place tried and the last error's code
+ * (ENOENT: no daemon socket and no device, EACCES: not root), or Deno's
+ * NotCapable without the needed permissions.
+ */
+export async function connectXenStoreTransport(
+  options: XenStoreConnectOptions = {},
+): Promise<XenStoreTransport> {
+  if (options.path !== undefined) {
+    const isSocket = await stat(options.path).then((s) => s.isSocket(), () => false);
+    return isSocket
+      ? await connectXenStoreSocket({ path: options.path })
+      : await openXenbus({ path: options.path }).catch((error) => {
+        throw asConnectError(options.path!, error);
+      });
+  }
+  const failures: string[] = [];
+  let code = "ENOENT";
+  const socketPath = xenstoredSocketPath();
+  try {
+    return await connectXenStoreSocket({ path: socketPath });
+  } catch (error) {
+    if (!(error instanceof XenStoreError)) throw error;
+    failures.push(`${socketPath}: ${error.code}`);
+    code = error.code;
+  }
+  try {
+    return await openXenbus();
+  } catch (error) {
+    if (!(error instanceof XenCallError)) throw error;
+    failures.push(`xenbus device: ${error.code}`);
+    if (error.code !== "ENOENT" || code === "ECONNREFUSED") code = error.code;
+  }
+  throw new XenStoreError(
+    code,
+    "CONNECT",
+    undefined,
+    `no XenStore reachable (${failures.join("; ")})`,
+  );
+}
+
+function asConnectError(path: string, error: unknown): unknown {
+  return error instanceof XenCallError
+    ? new XenStoreError(error.code, "CONNECT", path, error.message)
+    : error;
 }
 
 /**

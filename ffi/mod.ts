@@ -5,7 +5,19 @@
  *
  * @module
  */
-export { createFfiBackend, ffiLibraryFacts } from "./backend.ts";
+export {
+  connectXenStoreTransport,
+  createFfiBackend,
+  ffiLibraryFacts,
+  type XenStoreConnectOptions,
+} from "./backend.ts";
+export { openXenbus, XENBUS_DEVICES, XENBUS_PAYLOAD_MAX, type XenbusOptions } from "./xenbus.ts";
+export {
+  connectXenStoreSocket,
+  XENSTORED_RUNDIR_DEFAULT,
+  xenstoredSocketPath,
+  type XenStoreSocketConnectOptions,
+} from "./xenstore_socket.ts";
 export {
   DomainControl,
   type DomainFlags,

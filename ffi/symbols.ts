@@ -122,6 +122,9 @@ export const LIBC = {
   write: { args: ["i32", "buffer", "u64"], returns: "i64" },
   // int close(int fd)
   close: { args: ["i32"], returns: "i32" },
+  // int open(const char *pathname, int flags, ...): the variadic mode_t is read only with
+  // O_CREAT or O_TMPFILE, which xenchan never passes, so it is not declared.
+  open: { args: ["buffer", "i32"], returns: "i32" },
   // FILE *fopen(const char *pathname, const char *mode)
   fopen: { args: ["buffer", "buffer"], returns: "pointer" },
 } as const satisfies SymbolTable;
