@@ -22,6 +22,7 @@ const expected: RegExp[][] = [
   [/^hello$/, /^0$/],
   [/^true 0$/],
   [/^xenevtchn_notify ENOTCONN$/],
+  [/^hello$/, /^1$/, /^EACCES$/],
   [/^true guest-1$/],
   [/^notified 1n$/, /^callback \[ 65543n \]$/],
 ];

@@ -2,7 +2,8 @@
 // scripts/xen/c_build.mjs - builds the C baselines in bench/c/ for dom0.
 //
 // What it does: compiles every bench/c/*.c with `gcc -O2 -Wall` against the host's
-// libxen-dev (linked with -lxenevtchn -lxengnttab -lxentoollog, --as-needed) into
+// libxen-dev (linked with -lxenevtchn -lxengnttab -lxentoollog -lxenstore -lxenvchan -lpthread,
+// --as-needed) into
 // <cache>/build/<name>. A binary newer than its source is reused.
 // Output: buildCBenches() resolves to the list of built binary paths (may be empty).
 // Errors: HarnessError with gcc's output when a compile fails.
@@ -13,7 +14,15 @@ import { $ } from "zx";
 import { CACHE, HarnessError, REPO } from "./config.mjs";
 
 const SRC = path.join(REPO, "bench", "c");
-const LIBS = ["-Wl,--as-needed", "-lxenevtchn", "-lxengnttab", "-lxentoollog"];
+const LIBS = [
+  "-Wl,--as-needed",
+  "-lxenevtchn",
+  "-lxengnttab",
+  "-lxentoollog",
+  "-lxenstore",
+  "-lxenvchan",
+  "-lpthread",
+];
 
 /** Builds stale C benches; returns the binary paths. */
 export async function buildCBenches() {
