@@ -26,18 +26,10 @@ export interface GuestHarness {
 }
 
 /** The guest's command: waits for an action and carries it out (bounded by the guest's life). */
-const ACTION_LOOP = [
-  "echo waiting-for-action",
-  "while :; do",
-  "a=$(xenstore-read xenchan/action 2>/dev/null);",
-  'case "$a" in',
-  "poweroff) sync; poweroff -f ;;",
-  "reboot) sync; reboot -f ;;",
-  "crash) echo c > /proc/sysrq-trigger ;;",
-  "esac;",
-  "sleep 0.2;",
-  "done",
-].join(" ");
+const ACTION_LOOP = "echo waiting-for-action; while :; do " +
+  "a=$(xenstore-read xenchan/action 2>/dev/null); " +
+  'case "$a" in poweroff) sync; poweroff -f ;; reboot) sync; reboot -f ;; ' +
+  "crash) echo c > /proc/sysrq-trigger ;; esac; sleep 0.2; done";
 
 /** Makes the harness. Rejects when this is not a dom0 booted with guests. */
 export default function guestHarness(): Promise<GuestHarness> {
