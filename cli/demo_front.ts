@@ -25,6 +25,9 @@ import { openEventChannels, openGrantTable, openXenStore, type XenStore } from "
 import { runtimeLabel } from "./facts.ts";
 import { attachFrontEnd, runFrontEnd } from "./split_driver.ts";
 
+/** What must stay alive until the process dies. */
+const HELD: object[] = [];
+
 function say(line: string): void {
   process.stdout.write(`${line}\n`);
 }
@@ -57,6 +60,9 @@ async function main(): Promise<void> {
   const evtchn = await openEventChannels({ backend: "ffi" });
   const grants = await openGrantTable({ backend: "ffi" });
   const front = await attachFrontEnd(evtchn, grants, 0, backPort, ref, signal);
+  // The ring loop holds only the page's bytes: keep the handles and the mapping reachable,
+  // or a collector may release them (the leak backstop unmaps) while the page is in use.
+  HELD.push(evtchn, grants, front.mapping);
   say(`ready ${JSON.stringify({ pid: process.pid, port: front.port, runtime: runtimeLabel() })}`);
   const stats = await runFrontEnd({
     evtchn,
