@@ -35,6 +35,7 @@ import {
   type ParsedValues,
   secondsOption,
 } from "./args.ts";
+import { GUEST_SCENARIO } from "./demo_guest.ts";
 import { LOOPBACK_SCENARIO } from "./demo_loopback.ts";
 import { printDemo } from "./demo_print.ts";
 import type { DemoReport } from "./demo_report.ts";
@@ -56,8 +57,10 @@ export const DEMO_SPEC: CommandSpec = {
     requests: { type: "string" },
     timeout: { type: "string" },
     json: { type: "boolean" },
+    guest: { type: "boolean" },
   },
-  help: `Usage: xenchan demo [--backend auto|sim|ffi] [--requests N] [--timeout S] [--json]
+  help:
+    `Usage: xenchan demo [--backend auto|sim|ffi] [--guest] [--requests N] [--timeout S] [--json]
 
 A split driver in miniature. The back end (dom0) shares a ring page and
 offers an unbound event channel port; the front end binds to the port and
@@ -74,9 +77,15 @@ Backends:
         killed with SIGKILL, so the unmap notification is real. No domain
         dies in loopback: the DOMAIN_DEATH step is skipped and says so.
   auto  ffi in a Xen dom0, sim elsewhere (default)
+  ffi with --guest: the front end runs in a real PV guest domain (needs a
+        dom0 with the toolstack and the guest images of the project's
+        harness: xenchan-guest); it finds the ring ref and the port in
+        XenStore, its process is killed inside the guest, and the guest's
+        destruction gives a real DOMAIN_DEATH.
 
 Options:
   --backend B   auto (default), sim or ffi
+  --guest       real Xen: the front end in a real guest domain
   --requests N  requests to exchange (default 1000)
   --timeout S   seconds to wait for any one step (default 30)
   --json        print the report as one JSON object instead of text
@@ -92,6 +101,7 @@ export function demoOptions(values: ParsedValues): DemoOptions {
     requests: intOption("demo", "requests", values.requests, 1000, 1, 10_000_000),
     timeoutMs: secondsOption("demo", "timeout", values.timeout, 30_000),
     json: values.json === true,
+    guest: values.guest === true,
   };
 }
 
@@ -102,7 +112,11 @@ export function demoOptions(values: ParsedValues): DemoOptions {
  * (a dom0 back end with its front end in a real guest domain, say) goes
  * before the catch-all of its kind.
  */
-export const DEMO_SCENARIOS: readonly DemoScenario[] = [SIM_SCENARIO, LOOPBACK_SCENARIO];
+export const DEMO_SCENARIOS: readonly DemoScenario[] = [
+  SIM_SCENARIO,
+  GUEST_SCENARIO,
+  LOOPBACK_SCENARIO,
+];
 
 /**
  * The scenario runDemo runs for a `kind` selection and `options`: the first

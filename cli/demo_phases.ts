@@ -88,7 +88,13 @@ export async function withBackEnd<T>(
   const ring = new SharedRing(page);
   ring.init();
   const port = evtchn.bindUnboundPort(frontDomid);
-  return await run({ evtchn, ring, ref: share.refs[0], port, live: () => page[LIVE_OFFSET] });
+  try {
+    return await run({ evtchn, ring, ref: share.refs[0], port, live: () => page[LIVE_OFFSET] });
+  } finally {
+    // Also keeps the share reachable while `run` uses only its page: a collector would
+    // otherwise let the leak backstop unshare the ring under the front end.
+    if (!share.released) share.unshare();
+  }
 }
 
 /**

@@ -20,6 +20,8 @@ export interface DemoOptions {
   readonly requests: number;
   readonly timeoutMs: number;
   readonly json: boolean;
+  /** Run the front end in a real guest domain (cli/demo_guest.ts; needs the harness dom0). */
+  readonly guest?: boolean;
 }
 
 /** One staging of the demo, run on one kind of backend. */

@@ -15,7 +15,14 @@
  *
  * @module
  */
-import { type DomainInfo, openDomainControl, SimHypervisor, XenCallError } from "../mod.ts";
+import {
+  type DomainInfo,
+  openDomainControl,
+  openXenStore,
+  SimHypervisor,
+  XenCallError,
+  type XenStore,
+} from "../mod.ts";
 import {
   attachRuntimeLoop,
   attachSimClockLoop,
@@ -189,22 +196,24 @@ export interface DomainXenStore extends ReleaseDomainWatcher {
 }
 
 /**
- * ADAPTER POINT (XenStore client). Opens dom0's XenStore for the domains
- * command, or resolves null when this build has no XenStore client (then
- * names are not shown and --follow polls the domain list instead of
- * watching @releaseDomain). Once mod.ts exports openXenStore, this becomes:
- *
- *   const xs = await openXenStore({ backend: "ffi" });
- *   return {
- *     watch: (path, options) => xs.watch(path, options),
- *     read: (path) => xs.read(path).then((v) => v, () => undefined),
- *     close: () => xs.close(),
- *   };
- *
- * (adjusting `read` to the client's method name and value type).
+ * Opens dom0's XenStore for the domains command (openXenStore, backend
+ * "ffi"), or resolves null when no XenStore can be reached here (no daemon,
+ * no permission): then names are not shown and --follow polls the domain
+ * list instead of watching @releaseDomain. Never rejects. The caller owns
+ * the handle and closes it.
  */
-function openDomainXenStore(): Promise<DomainXenStore | null> {
-  return Promise.resolve(null);
+async function openDomainXenStore(): Promise<DomainXenStore | null> {
+  let xs: XenStore;
+  try {
+    xs = await openXenStore({ backend: "ffi" });
+  } catch {
+    return null;
+  }
+  return {
+    watch: (path, options) => xs.watch(path, options),
+    read: (path) => xs.read(path).then((v) => v, () => undefined),
+    close: () => xs.close(),
+  };
 }
 
 /**

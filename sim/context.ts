@@ -24,6 +24,12 @@ export interface SimContext {
   allocAddress(pages: number): bigint;
   /** The domain with this id unless destroyed (dying domains are not returned). */
   domain(domid: number): SimDomain | undefined;
+  /**
+   * Whether `domid` is a zombie: destroyed, but other domains still map its
+   * pages, so Xen keeps the dying domain (found by domid, every port
+   * closed) until the last mapping goes.
+   */
+  zombie(domid: number): boolean;
 }
 
 /** The process that opened a handle. */

@@ -112,7 +112,8 @@ export class SimEventChannelDriver implements EventChannelDriver, SimHandle {
   /**
    * xenevtchn_bind_interdomain: connects to `remotePort` of `remoteDomid`.
    * EACCES if restricted to another domain, ESRCH for a domain that does not
-   * exist, ENOSPC, EINVAL unless the remote port is unbound and reserved for
+   * exist, EINVAL for a destroyed domain that other domains' mappings keep
+   * dying (a zombie: found, every port closed), ENOSPC, EINVAL unless the remote port is unbound and reserved for
    * this domain, ENOMEM (fault). The new port is pending at once (Xen sets
    * it), so the first pending() returns it.
    */
@@ -126,7 +127,11 @@ export class SimEventChannelDriver implements EventChannelDriver, SimHandle {
         fail("EACCES", `handle is restricted to d${this.#restrict}`);
       }
       const rdom = remoteDomid === DOMID_SELF ? this.#domain : this.#owner.ctx.domain(remoteDomid);
-      if (!rdom) fail("ESRCH", `no domain ${remoteDomid}`);
+      if (!rdom) {
+        // A dying domain kept by foreign mappings is still found: its ports are closed.
+        if (this.#owner.ctx.zombie(remoteDomid)) fail("EINVAL", `domain ${remoteDomid} is dying`);
+        fail("ESRCH", `no domain ${remoteDomid}`);
+      }
       const port = this.#domain.evtchn.bindInterdomain(rdom.evtchn, remotePort);
       return this.#bindToUser(port, call);
     } catch (e) {

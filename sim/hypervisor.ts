@@ -162,6 +162,8 @@ export class SimHypervisor implements SimContext {
   readonly #supportedAbis: readonly AbiKind[];
   readonly #abis = new Map<number, AbiKind>();
   #domains = new Map<number, SimDomain>();
+  /** Destroyed domains kept dying while other domains map their pages (Xen's zombies). */
+  readonly #zombies = new Set<number>();
   #rover = 0;
   #nextFd: number;
   #nextAddress = 0x7f00_0000_0000n;
@@ -206,7 +208,7 @@ export class SimHypervisor implements SimContext {
     options = checkOptions("options", options);
     for (let i = 1; i < DOMID_FIRST_RESERVED; i++) {
       const domid = ((this.#rover + i - 1) % (DOMID_FIRST_RESERVED - 1)) + 1;
-      if (this.#domains.has(domid)) continue;
+      if (this.#domains.has(domid) || this.#zombies.has(domid)) continue;
       this.#rover = domid;
       this.#add(domid, options);
       this.xenstore.introduceDomain(domid);
@@ -243,7 +245,9 @@ export class SimHypervisor implements SimContext {
    * Destroys the domain (domain_kill): processes die without kernel cleanup
    * (no unmap notifications), its ports close (peers become unbound, without
    * an event), its mappings are released and its grants disappear (other
-   * domains' mappings of its pages stay valid until unmapped). Its XenStore
+   * domains' mappings of its pages stay valid until unmapped; until the last
+   * of them goes the domain is a zombie, as in Xen: its domid is not reused
+   * and an interdomain bind to it is EINVAL, then ESRCH). Its XenStore
    * connections end, /local/domain/<domid> is removed (as libxl does) and
    * @releaseDomain fires. Raises VIRQ_DOM_EXC in dom0 and emits "death". XenUsageError for dom0 or an
    * unknown domain.
@@ -253,6 +257,10 @@ export class SimHypervisor implements SimContext {
     const d = this.#live(domid);
     d.kill();
     this.#domains.delete(domid);
+    if (d.grants.foreignPins > 0) {
+      this.#zombies.add(domid);
+      d.grants.whenReleased(() => this.#zombies.delete(domid));
+    }
     this.xenstore.destroyDomain(domid);
     this.#domExc();
     this.#emit({ type: "death", domid });
@@ -374,6 +382,11 @@ export class SimHypervisor implements SimContext {
     const a = this.#nextAddress;
     this.#nextAddress += BigInt((pages + 1) * PAGE);
     return a;
+  }
+
+  /** SimContext: a destroyed domain whose pages other domains still map. */
+  zombie(domid: number): boolean {
+    return this.#zombies.has(domid);
   }
 
   /** SimContext: a live domain (running or shut down), or undefined. */

@@ -59,6 +59,9 @@ export class DomainGrantTable {
   #next = GNTTAB_NR_RESERVED_ENTRIES;
   #active = 0;
   #destroyed = false;
+  /** After destroy(): pins other domains still hold on this domain's frames. */
+  #foreignPins = 0;
+  #whenReleased: (() => void) | undefined;
 
   /** Creates a table that may grow to `maxFrames` frames. */
   constructor(readonly domid: number, readonly maxFrames: number, readonly prng?: Prng) {}
@@ -124,9 +127,28 @@ export class DomainGrantTable {
     return e;
   }
 
+  /**
+   * Pins other domains still hold on the frames of this destroyed table
+   * (0 while the domain lives).
+   */
+  get foreignPins(): number {
+    return this.#foreignPins;
+  }
+
+  /** Calls `f` once the destroyed table's last foreign pin is released. */
+  whenReleased(f: () => void): void {
+    this.#whenReleased = f;
+  }
+
   /** Drops a pin taken by `acquire`; frees an ended entry at the last one. */
   release(e: GrantEntry, readonly: boolean): void {
-    if (this.#destroyed || this.#entries[e.ref] !== e) return;
+    if (this.#destroyed) {
+      if (e.domid !== this.domid && this.#foreignPins > 0 && --this.#foreignPins === 0) {
+        this.#whenReleased?.();
+      }
+      return;
+    }
+    if (this.#entries[e.ref] !== e) return;
     e.pins--;
     if (!readonly && --e.writePins === 0) e.flags &= ~GTF_writing;
     if (e.pins > 0) return;
@@ -147,8 +169,14 @@ export class DomainGrantTable {
     return { ref, flags: e.flags, domid: e.domid, readonly: ro, pins: e.pins, ended: e.ended };
   }
 
-  /** The domain is destroyed: every entry disappears (mapped frames live on in their mappings). */
+  /**
+   * The domain is destroyed: every entry disappears (mapped frames live on in
+   * their mappings). The pins other domains hold are counted: until they are
+   * all released the domain is a zombie (Xen keeps a dying domain whose pages
+   * are mapped elsewhere; see foreignPins and whenReleased).
+   */
   destroy(): void {
+    for (const e of this.#entries) if (e && e.domid !== this.domid) this.#foreignPins += e.pins;
     this.#destroyed = true;
     this.#entries = [];
     this.#active = 0;

@@ -412,3 +412,46 @@ describe("sim event channels: backend identity and the delivery-state seam", () 
     assert.throws(() => b.unbind(4096), (e) => e instanceof XenCallError && e.code === "EINVAL");
   });
 });
+
+describe("sim domains: a destroyed domain kept by foreign mappings (Xen's zombie)", () => {
+  it("binding to it is EINVAL while dom0 maps its page, ESRCH after; its domid is not reused meanwhile", () => {
+    const hv = new SimHypervisor();
+    const d1 = hv.createDomain();
+    const guest = hv.backend(d1);
+    const gevt = guest.openEventChannels();
+    const gport = gevt.bindUnboundPort(0);
+    const share = guest.openGrantShare().sharePages(0, 1, true);
+    const dom0 = hv.backend(0);
+    const evt = dom0.openEventChannels();
+    const gnt = dom0.openGrantTable();
+    const mapping = gnt.map(d1, share.refs, true);
+    hv.destroy(d1);
+    assert.equal(hv.zombie(d1), true);
+    assert.throws(
+      () => evt.bindInterdomain(d1, gport),
+      callFailed("xenevtchn_bind_interdomain", "EINVAL"),
+    );
+    const d2 = hv.createDomain();
+    assert.notEqual(d2, d1, "a zombie's domid is not handed out");
+    hv.destroy(d2);
+    gnt.unmap(mapping);
+    assert.equal(hv.zombie(d1), false, "the last mapping gone, the domain goes");
+    assert.throws(
+      () => evt.bindInterdomain(d1, gport),
+      callFailed("xenevtchn_bind_interdomain", "ESRCH"),
+    );
+  });
+
+  it("a destroyed domain that nobody maps goes at once (ESRCH)", () => {
+    const hv = new SimHypervisor();
+    const d1 = hv.createDomain();
+    const port = hv.backend(d1).openEventChannels().bindUnboundPort(0);
+    hv.destroy(d1);
+    assert.equal(hv.zombie(d1), false);
+    const evt = hv.backend(0).openEventChannels();
+    assert.throws(
+      () => evt.bindInterdomain(d1, port),
+      callFailed("xenevtchn_bind_interdomain", "ESRCH"),
+    );
+  });
+});

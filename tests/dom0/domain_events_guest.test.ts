@@ -4,9 +4,10 @@
  * from xenDomainSource over the XenStore client's @releaseDomain watch and
  * libxenctrl's domain list.
  *
- * Skips unless a guest harness is connected: XENCHAN_GUEST_HARNESS names a
- * module whose default export is `() => Promise<GuestHarness>` (see below),
- * and mod.ts exports openXenStore (the XenStore client).
+ * The guest harness is tests/helpers/guest_lifecycle.ts (the real guest
+ * launcher) in the dom0 booted with guests by scripts/test_xen.mjs; another
+ * can be named by XENCHAN_GUEST_HARNESS, a module whose default export is
+ * `() => Promise<GuestHarness>` (see below). Skips elsewhere.
  *
  * The harness contract, so that every sequence is exact: guests are created
  * with on_poweroff, on_reboot and on_crash = "preserve" (the toolstack never
@@ -17,6 +18,7 @@ import assert from "node:assert/strict";
 import process from "node:process";
 import { describe, it } from "node:test";
 import * as xenchan from "../../mod.ts";
+import { whyNoGuests } from "../helpers/guest.ts";
 import {
   attachRuntimeLoop,
   EventContext,
@@ -41,16 +43,20 @@ export interface GuestHarness {
   destroy(domid: number): Promise<void>;
 }
 
-const HARNESS = process.env.XENCHAN_GUEST_HARNESS;
+const HARNESS = process.env.XENCHAN_GUEST_HARNESS ??
+  (whyNoGuests() === null
+    ? new URL("../helpers/guest_lifecycle.ts", import.meta.url).href
+    : undefined);
 const openXenStore = (xenchan as Record<string, unknown>).openXenStore as
   | ((options?: { backend?: "ffi" }) => Promise<ReleaseDomainWatcher & { close(): void }>)
   | undefined;
 const skip = !HARNESS
-  ? "no guest harness (set XENCHAN_GUEST_HARNESS)"
+  ? `no guest harness: ${whyNoGuests() ?? "set XENCHAN_GUEST_HARNESS"}`
   : !openXenStore
   ? "this build has no XenStore client (mod.ts openXenStore)"
   : false;
 
+const SLOW = { timeout: 600_000 };
 const DOMAIN = eventMask(EventType.DOMAIN_SHUTDOWN) | eventMask(EventType.DOMAIN_DEATH);
 
 function show(ev: XenEvent): string {
@@ -104,48 +110,68 @@ async function lifecycle(
 }
 
 describe("real guests: DOMAIN_SHUTDOWN and DOMAIN_DEATH in dom0", { skip }, () => {
-  it("poweroff: SHUTDOWN poweroff, then DEATH on destroy", () =>
-    withRealEvents((ctx, guests, created) =>
-      lifecycle(ctx, guests, created, "ev-poweroff", async (d) => {
-        await guests.poweroff(d);
-        await next(ctx, d, 1).then((e) => assert.deepEqual(e, ["shutdown poweroff"]));
-        await guests.destroy(d);
-      }, ["death"])
-    ));
-
-  it("reboot: SHUTDOWN reboot, then DEATH on destroy", () =>
-    withRealEvents((ctx, guests, created) =>
-      lifecycle(ctx, guests, created, "ev-reboot", async (d) => {
-        await guests.reboot(d);
-        await next(ctx, d, 1).then((e) => assert.deepEqual(e, ["shutdown reboot"]));
-        await guests.destroy(d);
-      }, ["death"])
-    ));
-
-  it("crash: SHUTDOWN crash, then DEATH on destroy", () =>
-    withRealEvents((ctx, guests, created) =>
-      lifecycle(ctx, guests, created, "ev-crash", async (d) => {
-        await guests.crash(d);
-        await next(ctx, d, 1).then((e) => assert.deepEqual(e, ["shutdown crash"]));
-        await guests.destroy(d);
-      }, ["death"])
-    ));
-
-  it("destroy before shutdown: DEATH only", () =>
-    withRealEvents((ctx, guests, created) =>
-      lifecycle(ctx, guests, created, "ev-destroy", (d) => guests.destroy(d), ["death"])
-    ));
-
-  it("ten guests one after another: SHUTDOWN poweroff then DEATH for each, nothing else", () =>
-    withRealEvents(async (ctx, guests, created) => {
-      for (let i = 0; i < 10; i++) {
-        await lifecycle(ctx, guests, created, `ev-ten-${i}`, async (d) => {
+  it(
+    "poweroff: SHUTDOWN poweroff, then DEATH on destroy",
+    SLOW,
+    () =>
+      withRealEvents((ctx, guests, created) =>
+        lifecycle(ctx, guests, created, "ev-poweroff", async (d) => {
           await guests.poweroff(d);
           await next(ctx, d, 1).then((e) => assert.deepEqual(e, ["shutdown poweroff"]));
           await guests.destroy(d);
-        }, ["death"]);
-      }
-      await new Promise((resolve) => setTimeout(resolve, 500));
-      assert.equal(ctx.eventCheck(DOMAIN), null, "no event beyond the twenty expected");
-    }));
+        }, ["death"])
+      ),
+  );
+
+  it(
+    "reboot: SHUTDOWN reboot, then DEATH on destroy",
+    SLOW,
+    () =>
+      withRealEvents((ctx, guests, created) =>
+        lifecycle(ctx, guests, created, "ev-reboot", async (d) => {
+          await guests.reboot(d);
+          await next(ctx, d, 1).then((e) => assert.deepEqual(e, ["shutdown reboot"]));
+          await guests.destroy(d);
+        }, ["death"])
+      ),
+  );
+
+  it(
+    "crash: SHUTDOWN crash, then DEATH on destroy",
+    SLOW,
+    () =>
+      withRealEvents((ctx, guests, created) =>
+        lifecycle(ctx, guests, created, "ev-crash", async (d) => {
+          await guests.crash(d);
+          await next(ctx, d, 1).then((e) => assert.deepEqual(e, ["shutdown crash"]));
+          await guests.destroy(d);
+        }, ["death"])
+      ),
+  );
+
+  it(
+    "destroy before shutdown: DEATH only",
+    SLOW,
+    () =>
+      withRealEvents((ctx, guests, created) =>
+        lifecycle(ctx, guests, created, "ev-destroy", (d) => guests.destroy(d), ["death"])
+      ),
+  );
+
+  it(
+    "ten guests one after another: SHUTDOWN poweroff then DEATH for each, nothing else",
+    SLOW,
+    () =>
+      withRealEvents(async (ctx, guests, created) => {
+        for (let i = 0; i < 10; i++) {
+          await lifecycle(ctx, guests, created, `ev-ten-${i}`, async (d) => {
+            await guests.poweroff(d);
+            await next(ctx, d, 1).then((e) => assert.deepEqual(e, ["shutdown poweroff"]));
+            await guests.destroy(d);
+          }, ["death"]);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        assert.equal(ctx.eventCheck(DOMAIN), null, "no event beyond the twenty expected");
+      }),
+  );
 });

@@ -33,6 +33,12 @@ export interface GuestOptions {
   readonly name?: string;
   /** Seconds from create to the command's end (run) or start (start); default 180. */
   readonly timeoutS?: number;
+  /**
+   * What the toolstack does when the guest powers off, reboots or crashes
+   * (xl on_poweroff / on_reboot / on_crash): "destroy" (default) or
+   * "preserve" (the shut-down domain stays until destroy()).
+   */
+  readonly onShutdown?: "destroy" | "preserve";
 }
 
 /** What xenchan-guest measured for one guest. */
@@ -132,6 +138,7 @@ function guestArgs(command: string, options: GuestOptions): string[] {
   const args = ["--runtime", options.runtime ?? "deno", "--name", name];
   if (options.memMb !== undefined) args.push("--mem", String(options.memMb));
   if (options.timeoutS !== undefined) args.push("--timeout", String(options.timeoutS));
+  if (options.onShutdown !== undefined) args.push("--on-shutdown", options.onShutdown);
   return [...args, "--", command];
 }
 
