@@ -22,6 +22,8 @@
  * @module
  */
 import type { BackendKind } from "./driver.ts";
+import { XenUsageError } from "./errors.ts";
+import { describe } from "./validate.ts";
 
 /** The class of the object that was dropped without being closed. */
 export type LeakKind =
@@ -71,12 +73,12 @@ let reporter: LeakReporter = warnLeak;
 /**
  * Sets the function that receives leak reports; null restores the default
  * (console.warn). Returns the reporter that was set before, so a caller can
- * restore it. Throws TypeError for anything but a function or null.
+ * restore it. Throws XenUsageError for anything but a function or null.
  * Process-wide; affects reports made from now on.
  */
 export function setLeakReporter(fn: LeakReporter | null): LeakReporter {
   if (fn !== null && typeof fn !== "function") {
-    throw new TypeError(`setLeakReporter: expected a function or null, got ${typeof fn}`);
+    throw new XenUsageError(`reporter must be a function or null, got ${describe(fn)}`);
   }
   const previous = reporter;
   reporter = fn ?? warnLeak;

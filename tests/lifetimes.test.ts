@@ -101,7 +101,10 @@ describe("lifetimes: the leak reporter hook", () => {
     assert.equal(setLeakReporter(mine), warnLeak);
     assert.equal(setLeakReporter(null), mine);
     assert.equal(setLeakReporter(null), warnLeak);
-    assert.throws(() => setLeakReporter("warn" as unknown as null), TypeError);
+    assert.throws(() => setLeakReporter("warn" as unknown as null), {
+      name: "XenUsageError",
+      message: /reporter must be a function or null, got "warn"/,
+    });
   });
 });
 
