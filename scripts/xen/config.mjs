@@ -129,6 +129,7 @@ export const XEN_SONAMES = [
 export const PROJECT_PATHS = [
   "mod.ts",
   "cli.ts",
+  "package.json",
   "cli",
   "deno.json",
   "bunfig.toml",
