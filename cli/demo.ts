@@ -34,6 +34,7 @@ import {
   intOption,
   type ParsedValues,
   secondsOption,
+  UsageError,
 } from "./args.ts";
 import { GUEST_SCENARIO } from "./demo_guest.ts";
 import { LOOPBACK_SCENARIO } from "./demo_loopback.ts";
@@ -58,9 +59,10 @@ export const DEMO_SPEC: CommandSpec = {
     timeout: { type: "string" },
     json: { type: "boolean" },
     guest: { type: "boolean" },
+    source: { type: "string" },
   },
-  help:
-    `Usage: xenchan demo [--backend auto|sim|ffi] [--guest] [--requests N] [--timeout S] [--json]
+  help: `Usage: xenchan demo [--backend auto|sim|ffi] [--guest [--source xenstore|libxl]]
+                   [--requests N] [--timeout S] [--json]
 
 A split driver in miniature. The back end (dom0) shares a ring page and
 offers an unbound event channel port; the front end binds to the port and
@@ -81,27 +83,55 @@ Backends:
         dom0 with the toolstack and the guest images of the project's
         harness: xenchan-guest); it finds the ring ref and the port in
         XenStore, its process is killed inside the guest, and the guest's
-        destruction gives a real DOMAIN_DEATH.
+        destruction gives a real DOMAIN_DEATH. With --source libxl that
+        DOMAIN_DEATH comes from libxl's death watch (libxenlight, driven by
+        xenchan's osevent hooks) instead of the @releaseDomain XenStore
+        watch and libxenctrl's domain list.
 
 Options:
   --backend B   auto (default), sim or ffi
   --guest       real Xen: the front end in a real guest domain
+  --source S    with --guest: where DOMAIN_DEATH comes from, xenstore
+                (default) or libxl
   --requests N  requests to exchange (default 1000)
   --timeout S   seconds to wait for any one step (default 30)
   --json        print the report as one JSON object instead of text
   -h, --help    show this help
 
-Exit status: 0 when every check passed, 1 when one failed.`,
+Exit status: 0 when every check passed, 1 when one failed, 2 for a usage
+error (--source libxl without --guest, or on the simulator).`,
 };
 
-/** Converts parsed arguments. Throws UsageError for bad values. */
+/**
+ * Converts parsed arguments. Throws UsageError for bad values, naming the
+ * option and the value: --source other than xenstore or libxl, and
+ * --source libxl without --guest or with --backend sim (libxl is only the
+ * real-guest scenario's source; runDemo refuses it also when "auto" picks
+ * the simulator).
+ */
 export function demoOptions(values: ParsedValues): DemoOptions {
+  const backend = backendOption("demo", values.backend);
+  const source = values.source ?? "xenstore";
+  if (source !== "xenstore" && source !== "libxl") {
+    throw new UsageError(
+      `xenchan demo: --source must be xenstore or libxl, got '${String(source)}'`,
+    );
+  }
+  if (source === "libxl" && (values.guest !== true || backend === "sim")) {
+    throw new UsageError(
+      `xenchan demo: --source libxl is only for the real-guest scenario ` +
+        `(--guest on real Xen), not ${
+          backend === "sim" ? "with --backend sim" : "without --guest"
+        }\nRun 'xenchan demo --help' for usage.`,
+    );
+  }
   return {
-    backend: backendOption("demo", values.backend),
+    backend,
     requests: intOption("demo", "requests", values.requests, 1000, 1, 10_000_000),
     timeoutMs: secondsOption("demo", "timeout", values.timeout, 30_000),
     json: values.json === true,
     guest: values.guest === true,
+    source,
   };
 }
 
@@ -122,7 +152,7 @@ export const DEMO_SCENARIOS: readonly DemoScenario[] = [
  * The scenario runDemo runs for a `kind` selection and `options`: the first
  * of `scenarios` (default DEMO_SCENARIOS) of that kind that applies.
  * Returns undefined when none does (not the case for DEMO_SCENARIOS). Pure;
- * never throws.
+ * never throws (runDemo checks options.source against the scenario).
  */
 export function demoScenario(
   kind: DemoScenario["kind"],
@@ -135,8 +165,11 @@ export function demoScenario(
 /**
  * Runs the demo on the chosen backend and prints the summary (or JSON).
  * Resolves to 0 when every check passed, 1 otherwise (a step that fails
- * outright, for example a timeout, is printed and gives 1). Rejects only
- * for programming errors.
+ * outright, for example a timeout, is printed and gives 1). Throws
+ * UsageError (exit 2 through main) when options.source is "libxl" and the
+ * scenario for the selected backend cannot take it (the simulator or dom0
+ * loopback, e.g. "auto" off Xen); nothing was opened then. Rejects
+ * otherwise only for programming errors.
  */
 export async function runDemo(options: DemoOptions, out: Output): Promise<number> {
   let selection;
@@ -152,6 +185,13 @@ export async function runDemo(options: DemoOptions, out: Output): Promise<number
   if (scenario === undefined) {
     out.err(`xenchan demo: no scenario for the ${selection.kind} backend with these options`);
     return 1;
+  }
+  if (options.source === "libxl" && scenario.libxlSource !== true) {
+    throw new UsageError(
+      `xenchan demo: --source libxl needs the real-guest scenario on real Xen; the ` +
+        `${selection.kind} backend (${selection.reason}) runs the ${scenario.name} scenario, ` +
+        `which has no libxl source\nRun 'xenchan demo --help' for usage.`,
+    );
   }
   let report: DemoReport;
   try {

@@ -11,19 +11,26 @@
  * the front end to crash (DIR/crash): its process dies by SIGKILL inside
  * the guest, whose kernel clears the live byte and sends the event. Then
  * the guest domain is destroyed and the back end receives DOMAIN_DEATH
- * from the osevent layer over the real source (the XenStore
- * @releaseDomain watch and libxenctrl's domain list).
+ * from the osevent layer over the real source: the XenStore
+ * @releaseDomain watch and libxenctrl's domain list (--source xenstore,
+ * the default), or libxl's death watch (--source libxl: libxenlight
+ * through openLibxlSource, its fds and timers served by xenchan's osevent
+ * hooks). The report's parts table names the source that delivered it.
  *
  * @module
  */
 import { spawn } from "node:child_process";
 import process from "node:process";
-import { openDomainControl, openXenStore, type XenStore } from "../mod.ts";
+import { type DomainControl, openDomainControl, openXenStore, type XenStore } from "../mod.ts";
 import {
   attachRuntimeLoop,
+  type DomainEventSource,
   EventContext,
   eventMask,
   EventType,
+  type LibxlContext,
+  type LibxlDomainSource,
+  openLibxlSource,
   xenDomainSource,
 } from "../plugins/osevent/mod.ts";
 import {
@@ -121,14 +128,51 @@ async function frontLine(guest: Guest, word: string, ms: number): Promise<string
   });
 }
 
-/** Which parts were real: all of them. */
-function guestParts(guest: Guest): DemoPart[] {
+/** The DOMAIN_DEATH source of a run: what it is made of, and how to close it. */
+interface DeathSource {
+  readonly source: DomainEventSource;
+  /** The parts table's words for it. */
+  readonly how: string;
+  /** Releases it (after the EventContext over it is closed). Never rejects. */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens the DOMAIN_DEATH source `options.source` names over `xs`: libxl's
+ * (openLibxlSource), or the XenStore @releaseDomain watch with
+ * libxenctrl's domain list (the default). Rejects with what opening
+ * throws (LibxlError, LibraryNotFoundError, XenCallError); nothing stays
+ * open then. The caller owns the result (close()).
+ */
+async function openDeathSource(options: DemoOptions, xs: XenStore): Promise<DeathSource> {
+  if (options.source === "libxl") {
+    const libxl: LibxlDomainSource<LibxlContext> = await openLibxlSource<LibxlContext>();
+    return {
+      source: libxl,
+      how: `REAL (xl destroy -> libxl death watch (${libxl.libxl.libraryPath}, ` +
+        "driven by xenchan's osevent hooks) -> osevent)",
+      close: () => libxl.close().catch(() => {}),
+    };
+  }
+  const control: DomainControl = await openDomainControl();
+  return {
+    source: xenDomainSource({ xenstore: xs, domains: control }),
+    how: "REAL (xl destroy -> @releaseDomain watch + libxenctrl -> osevent)",
+    close: () => {
+      control.close();
+      return Promise.resolve();
+    },
+  };
+}
+
+/** Which parts were real: all of them; `death` names the DOMAIN_DEATH source. */
+function guestParts(guest: Guest, death: string): DemoPart[] {
   return [
     ["event channels, grant share/map", "REAL Xen (libxenevtchn / libxengnttab through FFI)"],
     ["front end", `REAL guest domain ${guest.domid} (${RUNTIME} in a PV domU)`],
     ["ring ref + port handover", "REAL XenStore (dom0 socket, the guest's /dev/xen/xenbus)"],
     ["crash + unmap notification", "REAL (SIGKILL in the guest; its kernel cleared the byte)"],
-    ["DOMAIN_DEATH", "REAL (xl destroy -> @releaseDomain watch + libxenctrl -> osevent)"],
+    ["DOMAIN_DEATH", death],
   ];
 }
 
@@ -168,9 +212,15 @@ function deathCheck(death: DemoReport["death"]): DemoCheck {
 async function guestDemo(options: DemoOptions, reason: string): Promise<DemoReport> {
   const t0 = performance.now();
   const startMs = Math.max(options.timeoutMs, 180_000); // a guest boot under emulation
-  using control = await openDomainControl();
   const xs: XenStore = await openXenStore({ backend: "ffi" });
-  using ctx = new EventContext({ domains: xenDomainSource({ xenstore: xs, domains: control }) });
+  let deathSource: DeathSource;
+  try {
+    deathSource = await openDeathSource(options, xs);
+  } catch (error) {
+    xs.close();
+    throw error;
+  }
+  const ctx = new EventContext({ domains: deathSource.source });
   let guest: Guest | undefined;
   try {
     await attachRuntimeLoop(ctx);
@@ -218,13 +268,15 @@ async function guestDemo(options: DemoOptions, reason: string): Promise<DemoRepo
         exchange,
         crash,
         death,
-        parts: guestParts(g),
+        parts: guestParts(g, deathSource.how),
         skipped: [],
       }, deathCheck(death));
     });
     return report;
   } finally {
     if (guest) await runHelper(["destroy", guest.name]).catch(() => {});
+    ctx.close();
+    await deathSource.close();
     xs.close();
   }
 }
@@ -233,12 +285,14 @@ async function guestDemo(options: DemoOptions, reason: string): Promise<DemoRepo
  * The real-guest scenario (DemoScenario): on an "ffi" selection with
  * --guest. Its run() rejects when the guest cannot start (the helper's
  * reason), when opening the real libraries, devices or XenStore fails, or
- * on a step's timeout; the guest is destroyed and every handle closed
- * either way.
+ * on a step's timeout, or (--source libxl) when libxl cannot be opened
+ * (LibxlError, LibraryNotFoundError); the guest is destroyed and every
+ * handle, the libxl context included, closed either way.
  */
 export const GUEST_SCENARIO: DemoScenario = {
   name: "dom0 <-> real guest",
   kind: "ffi",
+  libxlSource: true,
   applies: (options) => options.guest === true,
   run: guestDemo,
 };

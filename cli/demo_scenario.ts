@@ -22,6 +22,13 @@ export interface DemoOptions {
   readonly json: boolean;
   /** Run the front end in a real guest domain (cli/demo_guest.ts; needs the harness dom0). */
   readonly guest?: boolean;
+  /**
+   * Where DOMAIN_DEATH comes from: "xenstore" (default: the @releaseDomain
+   * watch and libxenctrl's domain list) or "libxl" (libxenlight's death
+   * watch, driven by the osevent hooks). Only a scenario with
+   * `libxlSource: true` takes "libxl"; runDemo refuses it elsewhere.
+   */
+  readonly source?: "xenstore" | "libxl";
 }
 
 /** One staging of the demo, run on one kind of backend. */
@@ -30,6 +37,12 @@ export interface DemoScenario {
   readonly name: string;
   /** The backend kind it runs on; runDemo considers it only when selectBackend picked this kind. */
   readonly kind: BackendKind;
+  /**
+   * Whether it can take libxl as its domain event source (options.source
+   * "libxl"); runDemo refuses that option with a UsageError for a scenario
+   * without it.
+   */
+  readonly libxlSource?: boolean;
   /**
    * Whether this scenario takes `options` (for example a guest scenario
    * would take them only when a guest domain is named). Pure, never
