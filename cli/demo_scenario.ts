@@ -2,12 +2,13 @@
  * The seam between the demo command (cli/demo.ts) and its scenarios: the
  * options every scenario gets and the interface each one implements. A
  * scenario is one way to stage the same split driver: where the back end
- * runs, where the front end runs, how it crashes, what is real. Today there
- * are two, one per backend (cli/demo_sim.ts: both ends simulated in this
- * process; cli/demo_loopback.ts: real Xen, front end in a dom0 child
- * process). A third (for example a dom0 back end with its front end in a
- * real guest domain) is one more DemoScenario in cli/demo.ts's table,
- * placed before the one it should win over.
+ * runs, where the front end runs, how it crashes, what is real. There are
+ * three (cli/demo_sim.ts: both ends simulated in this process;
+ * cli/demo_loopback.ts: real Xen, front end in a dom0 child process;
+ * cli/demo_guest.ts: real Xen, front end in a real guest domain, chosen
+ * with --guest and placed before the loopback one in cli/demo.ts's table).
+ * Another is one more DemoScenario in that table, placed before the one it
+ * should win over.
  *
  * @module
  */
