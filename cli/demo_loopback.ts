@@ -135,7 +135,7 @@ async function loopbackDemo(options: DemoOptions, reason: string): Promise<DemoR
 
 /**
  * The dom0 loopback scenario (DemoScenario): runs on an "ffi" selection,
- * for any options (a real-guest scenario, when there is one, goes before
+ * for any options (the real-guest scenario, cli/demo_guest.ts, goes before
  * it in the table and claims the options that name a guest). Its run()
  * rejects with what opening the real libraries or devices throws
  * (LibraryNotFoundError, XenCallError), with a step timeout, or when the
