@@ -132,7 +132,7 @@ async function pausedDomain(name: string): Promise<number> {
 }
 
 describe(`libxl in dom0 (${RUNTIME})`, { skip: skipXen }, () => {
-  it("allocates a context with the hooks and frees it, leaving nothing registered or open", async () => {
+  it("allocates a context with the hooks and frees it, leaving nothing registered or open [libxl:dom0]", async () => {
     const warm = await openLibxlSource<LibxlContext>();
     await warm.close();
     const before = openFds();
@@ -146,7 +146,7 @@ describe(`libxl in dom0 (${RUNTIME})`, { skip: skipXen }, () => {
     assert.equal(openFds(), before, "descriptors after ctx alloc/free");
   });
 
-  it("lists the domains: dom0 is there, named Domain-0, running", async () => {
+  it("lists the domains: dom0 is there, named Domain-0, running [libxl:dom0]", async () => {
     const source = await openLibxlSource<LibxlContext>();
     try {
       const list = source.libxl.listDomains();
@@ -163,7 +163,7 @@ describe(`libxl in dom0 (${RUNTIME})`, { skip: skipXen }, () => {
     }
   });
 
-  it("a hook refusing libxl's fd registration comes back as LibxlError ERROR_OSEVENT_REG_FAIL", async () => {
+  it("a hook refusing libxl's fd registration comes back as LibxlError ERROR_OSEVENT_REG_FAIL [libxl:dom0]", async () => {
     let refused = 0;
     const source = await openLibxlSource<LibxlContext>({
       admit: (r) => {
@@ -195,7 +195,7 @@ describe(`libxl in dom0 (${RUNTIME})`, { skip: skipXen }, () => {
     }
   });
 
-  it("enabling dom0 registers libxl's XenStore fd through the hook; disabling deregisters it", () =>
+  it("enabling dom0 registers libxl's XenStore fd through the hook; disabling deregisters it [libxl:dom0]", () =>
     withLibxl(async (ctx, source) => {
       const gen = ctx.enableDomainDeath(0, "dom0");
       assert.ok(source.libxl.stats().fds >= 1, "libxl registered its XenStore watch fd");
@@ -226,26 +226,30 @@ describe(`libxl with real guests (${RUNTIME})`, { skip: skipGuests }, () => {
     ["crash", "echo c > /proc/sysrq-trigger", ["shutdown crash", "death"]],
   ] as const;
   for (const [label, action, expected] of cases) {
-    it(`${label}: ${expected.join(", ")}`, SLOW, () =>
-      withLibxl(async (ctx, source) => {
-        const g = await guest(onGo(action), `xl-${RUNTIME}-${label}`);
-        try {
-          ctx.enableDomainDeath(g.domid, label);
-          const sampler = loopSampler();
-          await go(g.domid);
-          assert.deepEqual(await next(ctx, g.domid, expected.length), expected);
-          const gap = sampler.stop();
-          console.log(`${label} d${g.domid}: ${expected.join(", ")}; longest loop gap ${gap} ms`);
-          assert.ok(gap < 3000, `the event loop stalled for ${gap} ms`);
-          assert.equal(source.stats().watched, 0, "the watch ends with DOMAIN_DEATH");
-        } finally {
-          await g.destroy();
-        }
-      }));
+    it(
+      `${label}: ${expected.join(", ")} [libxl:guests]`,
+      SLOW,
+      () =>
+        withLibxl(async (ctx, source) => {
+          const g = await guest(onGo(action), `xl-${RUNTIME}-${label}`);
+          try {
+            ctx.enableDomainDeath(g.domid, label);
+            const sampler = loopSampler();
+            await go(g.domid);
+            assert.deepEqual(await next(ctx, g.domid, expected.length), expected);
+            const gap = sampler.stop();
+            console.log(`${label} d${g.domid}: ${expected.join(", ")}; longest loop gap ${gap} ms`);
+            assert.ok(gap < 3000, `the event loop stalled for ${gap} ms`);
+            assert.equal(source.stats().watched, 0, "the watch ends with DOMAIN_DEATH");
+          } finally {
+            await g.destroy();
+          }
+        }),
+    );
   }
 
   it(
-    "destroy through libxl (an async operation): DEATH only",
+    "destroy through libxl (an async operation): DEATH only [libxl:guests]",
     SLOW,
     () =>
       withLibxl(async (ctx, source) => {
@@ -262,7 +266,7 @@ describe(`libxl with real guests (${RUNTIME})`, { skip: skipGuests }, () => {
   );
 
   it(
-    "pause, unpause and shutdown resolve through libxl's operation callbacks",
+    "pause, unpause and shutdown resolve through libxl's operation callbacks [libxl:guests]",
     SLOW,
     () =>
       withLibxl(async (ctx, source) => {
@@ -291,7 +295,7 @@ describe(`libxl with real guests (${RUNTIME})`, { skip: skipGuests }, () => {
   );
 
   it(
-    "twenty create/destroy cycles (paused domains): exactly one DEATH each, nothing leaked",
+    "twenty create/destroy cycles (paused domains): exactly one DEATH each, nothing leaked [libxl:guests]",
     SLOW,
     async () => {
       const CYCLES = 20;
