@@ -7,10 +7,11 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { requireCToolchain } from "./helpers/toolchain.ts";
 import {
   createAbi,
   FIFO,
@@ -21,17 +22,9 @@ import {
 } from "../plugins/abi/mod.ts";
 
 const FIXTURE = fileURLToPath(new URL("./fixtures/abi_layout.c", import.meta.url));
-const INSTALL = "install them with: apt-get install gcc libxen-dev";
 
 function requireToolchain(): void {
-  try {
-    execFileSync("gcc", ["--version"], { stdio: "pipe" });
-  } catch (e) {
-    assert.fail(`gcc is not available (${(e as Error).message}); ${INSTALL}`);
-  }
-  if (!existsSync("/usr/include/xen/event_channel.h")) {
-    assert.fail(`Xen public headers missing (/usr/include/xen/event_channel.h); ${INSTALL}`);
-  }
+  requireCToolchain("/usr/include/xen/event_channel.h", "Xen public headers");
 }
 
 /** Every entry of NATIVE_LAYOUT in the fixture, as layout.ts says it must be. */

@@ -6,11 +6,12 @@
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import { requireCToolchain } from "./helpers/toolchain.ts";
 import { XenCallError, XenUsageError } from "../core/errors.ts";
 import { LIBRARIES } from "../ffi/symbols.ts";
 import {
@@ -23,21 +24,13 @@ import {
 import { firstLine, startFixture } from "./helpers/child.ts";
 
 const FIXTURE = fileURLToPath(new URL("./fixtures/domaininfo_layout.c", import.meta.url));
-const INSTALL = "install them with: apt-get install gcc libxen-dev";
 
 let built: { values: Map<string, number>; sample: Uint8Array } | undefined;
 
 /** Builds and runs the fixture once: its "name value" lines and its sample struct. */
 function fromC(): { values: Map<string, number>; sample: Uint8Array } {
   if (built) return built;
-  try {
-    execFileSync("gcc", ["--version"], { stdio: "pipe" });
-  } catch (e) {
-    assert.fail(`gcc is not available (${(e as Error).message}); ${INSTALL}`);
-  }
-  if (!existsSync("/usr/include/xenctrl.h")) {
-    assert.fail(`Xen headers missing (/usr/include/xenctrl.h); ${INSTALL}`);
-  }
+  requireCToolchain("/usr/include/xenctrl.h", "Xen headers");
   const dir = mkdtempSync(join(tmpdir(), "xenchan-domaininfo-"));
   try {
     const exe = join(dir, "domaininfo_layout");

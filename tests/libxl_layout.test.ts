@@ -12,11 +12,12 @@
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import { requireCToolchain } from "./helpers/toolchain.ts";
 import {
   ERROR_DOMAIN_NOTFOUND,
   ERROR_OSEVENT_REG_FAIL,
@@ -31,17 +32,9 @@ import { LIBXL, LIBXL_CALLBACKS } from "../ffi/symbols.ts";
 import type { NativeType } from "../ffi/types.ts";
 
 const FIXTURE = fileURLToPath(new URL("./fixtures/libxl_layout.c", import.meta.url));
-const INSTALL = "install them with: apt-get install gcc libxen-dev";
 
 function requireToolchain(): void {
-  try {
-    execFileSync("gcc", ["--version"], { stdio: "pipe" });
-  } catch (e) {
-    assert.fail(`gcc is not available (${(e as Error).message}); ${INSTALL}`);
-  }
-  if (!existsSync("/usr/include/libxl.h")) {
-    assert.fail(`libxl headers missing (/usr/include/libxl.h); ${INSTALL}`);
-  }
+  requireCToolchain("/usr/include/libxl.h", "libxl headers");
 }
 
 let layout: Map<string, number> | undefined;
