@@ -68,6 +68,11 @@ export class SimEventChannelDriver implements EventChannelDriver, SimHandle {
     return this.#ports.size;
   }
 
+  /** The ports bound through this handle, ascending (for leak reports). Throws nothing. */
+  boundPortList(): number[] {
+    return [...this.#ports.keys()].sort((a, b) => a - b);
+  }
+
   /** Ring capacity (0 until the first bind, then 64, 128, ...). */
   get ringSize(): number {
     return this.#ring.length;

@@ -91,6 +91,13 @@ export interface DomainOptions {
    * kernel ports.
    */
   readonly kernelVirqs?: readonly number[];
+  /**
+   * The domain's name, which the toolstack writes to
+   * /local/domain/<domid>/name (guests only: dom0 is "Domain-0").
+   * Default: no name node. XenUsageError for a name that is not a
+   * non-empty string.
+   */
+  readonly name?: string;
 }
 
 /** Construction options of SimHypervisor. */
@@ -201,17 +208,18 @@ export class SimHypervisor implements SimContext {
   /**
    * Creates a running domain and returns its domid. Domids are handed out
    * like Xen's rover: increasing from the last one, skipping live domains,
-   * wrapping below DOMID_FIRST_RESERVED. XenUsageError for bad limits or
-   * when every domid is in use.
+   * wrapping below DOMID_FIRST_RESERVED. XenUsageError for bad limits, a
+   * bad name, or when every domid is in use.
    */
   createDomain(options?: DomainOptions): number {
     options = checkOptions("options", options);
+    if (options.name !== undefined) checkString("options.name", options.name, true);
     for (let i = 1; i < DOMID_FIRST_RESERVED; i++) {
       const domid = ((this.#rover + i - 1) % (DOMID_FIRST_RESERVED - 1)) + 1;
       if (this.#domains.has(domid) || this.#zombies.has(domid)) continue;
       this.#rover = domid;
       this.#add(domid, options);
-      this.xenstore.introduceDomain(domid);
+      this.xenstore.introduceDomain(domid, options.name);
       return domid;
     }
     throw new XenUsageError("no free domid");

@@ -15,6 +15,7 @@
  *   plugins/osevent/, plugins/doorbell/   pluggable parts over core and ffi/mod.ts
  *   plugins/vchan/     vchan over the public handles and a XenStore connection (core only)
  *   mod.ts             the public API
+ *   testing/           the testing kit (xenchan/testing): mod.ts and sim/mod.ts only
  *   cli.ts, cli/, bench/                  users of the public API
  *   tests/             may import anything but scripts/ (which imports nothing of ours)
  */
@@ -59,13 +60,25 @@ export const LAYER_RULES: readonly Rule[] = [
     layer: "mod.ts",
     mayImport: ["core/", "ffi/mod.ts", ...ENTRY_POINTS.filter((e) => e !== "mod.ts")],
   },
+  // The testing kit (xenchan/testing): above the public API and the simulator.
+  { layer: "testing/", mayImport: ["testing/", "mod.ts", "sim/mod.ts"] },
   { layer: "cli.ts", mayImport: ["cli/"] },
   // package.json: the version --version prints (its one source)
   { layer: "cli/", mayImport: ["cli/", "package.json", ...ENTRY_POINTS] },
   { layer: "bench/", mayImport: ["bench/", "core/", "ffi/mod.ts", ...ENTRY_POINTS] },
   {
     layer: "tests/",
-    mayImport: ["tests/", "core/", "ffi/", "sim/", "plugins/", "cli/", "cli.ts", "mod.ts"],
+    mayImport: [
+      "tests/",
+      "core/",
+      "ffi/",
+      "sim/",
+      "plugins/",
+      "testing/",
+      "cli/",
+      "cli.ts",
+      "mod.ts",
+    ],
   },
   { layer: "scripts/", mayImport: ["scripts/"] },
 ];
@@ -155,6 +168,14 @@ test("layering: the checker itself catches an upward import", () => {
   const cli = ruleFor("cli/probe.ts");
   assert.ok(cli);
   assert.equal(allowed(cli, "ffi/backend.ts"), false, "the CLI goes through mod.ts");
+  const kit = ruleFor("testing/fixture.ts");
+  assert.ok(kit);
+  assert.equal(
+    allowed(kit, "sim/hypervisor.ts"),
+    false,
+    "the kit uses the simulator's entry point",
+  );
+  assert.equal(allowed(kit, "sim/mod.ts"), true);
   const parsed = importsOf(join(ROOT, "mod.ts"));
   assert.ok(parsed.includes("core/errors.ts"), `mod.ts imports read as ${parsed.join(", ")}`);
 });

@@ -7,6 +7,7 @@
 export { type SimWatch, SimXenStoreConnection } from "./connection.ts";
 export {
   SimXenStore,
+  type SimXenStoreConnectionInfo,
   type SimXenStoreLimits,
   type SimXenStoreNodeInfo,
   type SimXenStoreOptions,

@@ -107,6 +107,20 @@ export interface SimXenStoreStats {
   readonly nodes: number;
 }
 
+/** One live connection, as `connectionInfo` reports it (for leak reports). */
+export interface SimXenStoreConnectionInfo {
+  /** The domain whose identity the connection has. */
+  readonly domid: number;
+  /** The daemon's number for it (1, 2, ... in order of connection). */
+  readonly serial: number;
+  /** Its label, e.g. "simulated xenstored: domain 1, process 2". */
+  readonly description: string;
+  /** The paths (or "@..." names) of its watches, in registration order. */
+  readonly watches: readonly string[];
+  /** Its open transactions. */
+  readonly transactions: number;
+}
+
 /** The value of a node without data (shared: records never change their bytes). */
 const NO_DATA = new Uint8Array(0);
 
@@ -268,12 +282,17 @@ export class SimXenStore implements XenStoreServer {
    * feature, attr and error owned by the domain, "n<domid>"; for dom0 the
    * "domid" and "name" nodes xen-init-dom0 writes), marks the domain
    * introduced and fires @introduceDomain (introduce_domain,
-   * xenstored_domain.c:600-640). Does nothing for a domain already
-   * introduced. XenUsageError for a bad domid.
+   * xenstored_domain.c:600-640). A guest given a `name` also gets the
+   * "name" node libxl writes ("n0 r<domid>"). Does nothing for a domain
+   * already introduced. XenUsageError for a bad domid or a name that is not
+   * a non-empty string.
    */
-  introduceDomain(domid: number): void {
+  introduceDomain(domid: number, name?: string): void {
     if (!(Number.isInteger(domid) && domid >= 0 && domid < DOMID_SELF)) {
       throw new XenUsageError(`domid must be an integer in 0..${DOMID_SELF - 1}, got ${domid}`);
+    }
+    if (name !== undefined && (typeof name !== "string" || name === "")) {
+      throw new XenUsageError(`name must be a non-empty string, got ${String(name)}`);
     }
     if (this.#introduced.has(domid)) return;
     this.#introduced.add(domid);
@@ -294,6 +313,7 @@ export class SimXenStore implements XenStoreServer {
         this.#toolstackWrite(`${path}/${sub}`, undefined, rw);
       }
       this.#toolstackWrite(`${path}/domid`, String(domid), ro);
+      if (name !== undefined) this.#toolstackWrite(`${path}/name`, name, ro);
     }
     this.#fire(undefined, "@introduceDomain", undefined, true, undefined);
     this.#flushAll();
@@ -357,6 +377,33 @@ export class SimXenStore implements XenStoreServer {
   /** Nodes owned by `domid` (its entry count). */
   entries(domid: number): number {
     return this.#db.entries(domid);
+  }
+
+  /**
+   * Every live connection (neither closed by its client nor ended by the
+   * daemon), in order of connection, with its watches and open
+   * transactions. A snapshot; throws nothing.
+   */
+  connectionInfo(): SimXenStoreConnectionInfo[] {
+    return [...this.#connections].sort((a, b) => a.serial - b.serial).map((c) => ({
+      domid: c.domid,
+      serial: c.serial,
+      description: c.description,
+      watches: c.watches.map((w) => w.node),
+      transactions: c.transactions.size,
+    }));
+  }
+
+  /**
+   * Ends every live connection as if the daemon went away: watches and
+   * transactions are dropped now, each client's sink gets
+   * end(Error(`reason`)) in a microtask. Returns how many were ended.
+   * Throws nothing; the store and its nodes stay as they are.
+   */
+  endConnections(reason: string): number {
+    const all = [...this.#connections];
+    for (const c of all) c.end(new Error(reason));
+    return all.length;
   }
 
   /** Leak-check counters. */
