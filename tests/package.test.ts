@@ -5,7 +5,9 @@
  * "nodeModulesDir": "manual"), where one script uses every entry point:
  * event channels and a grant on a simulated hypervisor, the real Xen
  * libraries loaded through the FFI layer, and (in Bun) the poll Worker
- * waiting on an eventfd. The `xenchan` bin runs under Bun and, with only
+ * waiting on an eventfd; and one test file uses xenchan/testing under the
+ * runtime's test runner (deno test, bun test): a clean test passes, a leaky
+ * one fails with LeakError. The `xenchan` bin runs under Bun and, with only
  * Deno on PATH, under Deno.
  *
  * Everything happens in a temporary directory (the build goes to its own
@@ -35,6 +37,7 @@ const ENV: NodeJS.ProcessEnv = {
   ...process.env,
   PATH: `${BIN}:${process.env.PATH ?? "/usr/bin:/bin"}`,
 };
+const NO_COLOR: NodeJS.ProcessEnv = { ...ENV, NO_COLOR: "1" };
 const work = mkdtempSync(join(tmpdir(), "xenchan-package-"));
 
 interface Run {
@@ -118,7 +121,54 @@ function scratch(name: string, extra: Record<string, string> = {}): string {
   for (const [file, text] of Object.entries(extra)) writeFileSync(join(dir, file), text);
   mustRun(["npm", "install", "--offline", "--no-audit", "--no-fund", tarball], dir);
   writeFileSync(join(dir, "use.ts"), USE);
+  writeFileSync(join(dir, "kit.test.ts"), KIT_TEST);
   return dir;
+}
+
+/** The user's test file: xenchan/testing from the package, one clean and one leaky test. */
+const KIT_TEST = `
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { openEventChannels } from "xenchan";
+import { LeakError, withXenSim } from "xenchan/testing";
+
+test("kit: clean", () =>
+  withXenSim(async (sim) => {
+    const guest = sim.createGuest({ name: "front" });
+    await using front = await openEventChannels({ backend: guest.backend });
+    using back = sim.dom0.openEventChannels();
+    const port = back.bindUnboundPort(guest.domid);
+    const peer = front.bindInterdomain(0, port);
+    assert.equal(await front.pending(), peer);
+  }));
+
+test("kit: leaky", () =>
+  withXenSim((sim) => {
+    sim.createGuest({ name: "front" }).openGrantShare().sharePages(0, 1);
+  }));
+
+test("kit: LeakError from the package", async () => {
+  await assert.rejects(
+    withXenSim((sim) => void sim.dom0.openEventChannels()),
+    (error) => error instanceof LeakError && /d0 "Domain-0": EventChannels/.test(error.message),
+  );
+});
+`;
+
+/** Checks the runner's verdict on kit.test.ts: only "kit: leaky" failed, naming its share. */
+function checkKitTest(r: Run, runtime: "deno" | "bun"): void {
+  const out = `${r.stdout}\n${r.stderr}`;
+  assert.notEqual(r.status, 0, `the leaky test fails the run:\n${out}`);
+  assert.match(out, /d1 "front": GrantShare fd \d+ still open, 1 share of 1 page still shared/);
+  if (runtime === "deno") {
+    assert.match(out, /^kit: clean \.\.\. ok/m, out);
+    assert.match(out, /^kit: leaky \.\.\. FAILED/m, out);
+    assert.match(out, /^kit: LeakError from the package \.\.\. ok/m, out);
+  } else {
+    assert.match(out, /^\(pass\) kit: clean/m, out);
+    assert.match(out, /^\(fail\) kit: leaky/m, out);
+    assert.match(out, /^\(pass\) kit: LeakError from the package/m, out);
+  }
 }
 
 /** The user's script: every entry point, the simulator, the FFI layer; prints one JSON line. */
@@ -230,7 +280,16 @@ describe("npm package (tsc build, npm pack, offline install)", () => {
         "only .js and .d.ts",
       );
       assert.deepEqual(dist.filter((f) => /^dist\/(tests|bench|scripts)\//.test(f)), []);
-      for (const f of ["dist/mod.js", "dist/mod.d.ts", "dist/cli.js", "dist/ffi/poll_worker.js"]) {
+      for (
+        const f of [
+          "dist/mod.js",
+          "dist/mod.d.ts",
+          "dist/cli.js",
+          "dist/ffi/poll_worker.js",
+          "dist/testing/mod.js",
+          "dist/testing/mod.d.ts",
+        ]
+      ) {
         assert.ok(files.includes(f), `${f} is in the tarball`);
       }
       for (const [entry, target] of Object.entries(manifest.exports)) {
@@ -244,23 +303,41 @@ describe("npm package (tsc build, npm pack, offline install)", () => {
     },
   );
 
-  it("works in a scratch Bun project: simulator, FFI libraries, poll Worker, the bin", SLOW, () => {
-    const dir = scratch("bun");
-    checkUse(mustRun([join(BIN, "bun"), "use.ts"], dir, 60), "bun");
-    const help = mustRun([join(dir, "node_modules", ".bin", "xenchan"), "--help"], dir, 60);
-    assert.match(help.stdout, /demo/);
-    const version = mustRun([join(dir, "node_modules", ".bin", "xenchan"), "--version"], dir, 60);
-    assert.match(version.stdout, /^xenchan \d+\.\d+\.\d+ \(bun /);
-  });
+  it(
+    "works in a scratch Bun project: simulator, FFI libraries, poll Worker, the testing kit, the bin",
+    SLOW,
+    () => {
+      const dir = scratch("bun");
+      checkUse(mustRun([join(BIN, "bun"), "use.ts"], dir, 60), "bun");
+      const help = mustRun([join(dir, "node_modules", ".bin", "xenchan"), "--help"], dir, 60);
+      assert.match(help.stdout, /demo/);
+      const version = mustRun([join(dir, "node_modules", ".bin", "xenchan"), "--version"], dir, 60);
+      assert.match(version.stdout, /^xenchan \d+\.\d+\.\d+ \(bun /);
+      checkKitTest(run([join(BIN, "bun"), "test", "./kit.test.ts"], dir, 60, NO_COLOR), "bun");
+    },
+  );
 
   it(
-    "works in a scratch Deno project (node_modules), types included, and the bin runs on Deno",
+    "works in a scratch Deno project (node_modules), types included, the testing kit under deno test, and the bin runs on Deno",
     SLOW,
     () => {
       const dir = scratch("deno", { "deno.json": JSON.stringify({ nodeModulesDir: "manual" }) });
-      mustRun([join(BIN, "deno"), "check", "use.ts"], dir, 120);
+      // A Deno project in manual node_modules mode type-checks node:test and node:assert
+      // against node_modules/@types/node: the scratch project gets the project's pinned copy.
+      for (const name of ["@types/node", "undici-types"]) {
+        cpSync(join(REPO, "node_modules", name), join(dir, "node_modules", name), {
+          recursive: true,
+          dereference: true,
+        });
+      }
+      mustRun([join(BIN, "deno"), "check", "use.ts", "kit.test.ts"], dir, 120);
       const flags = ["--allow-ffi", "--allow-read", "--allow-env", "--allow-sys"];
       checkUse(mustRun([join(BIN, "deno"), "run", ...flags, "use.ts"], dir, 60), "deno");
+      // The kit needs no permissions.
+      checkKitTest(
+        run([join(BIN, "deno"), "test", "--no-prompt", "kit.test.ts"], dir, 120, NO_COLOR),
+        "deno",
+      );
       // Only Deno on PATH: the bin's first line falls back to `deno run -A`.
       const onlyDeno = join(work, "only-deno");
       mkdirSync(onlyDeno);
