@@ -124,25 +124,28 @@ export function collectLeaks(
           message: `${where}: EventChannels fd ${h.fd} still open, ${held}`,
         });
       } else if (h instanceof SimGrantTableDriver || h instanceof SimGrantShareDriver) {
-        const table = h instanceof SimGrantTableDriver;
-        const { ranges, pages } = table
-          ? { ranges: h.usage.mappings, pages: h.usage.pages }
-          : { ranges: (h as SimGrantShareDriver).usage.shares, pages: h.usage.pages };
-        const [what, done] = table ? ["mapping", "mapped"] : ["share", "shared"];
+        const grant = h instanceof SimGrantTableDriver
+          ? {
+            kind: "GrantTable",
+            what: "mapping",
+            done: "mapped",
+            ranges: h.usage.mappings,
+          } as const
+          : { kind: "GrantShare", what: "share", done: "shared", ranges: h.usage.shares } as const;
+        const { kind, what, done, ranges } = grant;
+        const pages = h.usage.pages;
         const held = ranges === 0
           ? `no ${what}`
           : `${plural(ranges, what)} of ${plural(pages, "page")} still ${done}`;
         leaks.push({
           ...none,
-          kind: table ? "GrantTable" : "GrantShare",
+          kind,
           domid,
           domain,
           fd: h.fd,
           ranges,
           pages,
-          message: `${where}: ${
-            table ? "GrantTable" : "GrantShare"
-          } fd ${h.fd} still open, ${held}`,
+          message: `${where}: ${kind} fd ${h.fd} still open, ${held}`,
         });
       }
     }

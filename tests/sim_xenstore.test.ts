@@ -512,3 +512,52 @@ describe("sim xenstore: domains", () => {
     assert.equal(c.ended, null);
   });
 });
+
+describe("sim xenstore: inspection for leak checks, domain names", () => {
+  it("connectionInfo lists live connections with their watches and transactions", async () => {
+    const { hv, d, dom0, guest } = setup();
+    await guest.ok(T.WATCH, ["data", "g"]);
+    await dom0.ok(T.WATCH, ["@releaseDomain", "r"]);
+    await dom0.ok(T.WATCH, ["/tool", "t"]);
+    await dom0.start();
+    const info = hv.xenstore.connectionInfo();
+    assert.deepEqual(
+      info.map((c) => [c.domid, c.watches, c.transactions]),
+      [[0, ["@releaseDomain", "/tool"], 1], [d, [`/local/domain/${d}/data`], 0]],
+    );
+    assert.deepEqual(info.map((c) => c.serial), [1, 2]);
+    assert.match(info[1].description, new RegExp(`domain ${d}`));
+    guest.transport.close();
+    assert.deepEqual(hv.xenstore.connectionInfo().map((c) => c.domid), [0]);
+  });
+
+  it("endConnections ends every live connection; the store keeps its nodes", async () => {
+    const { hv, dom0, guest } = setup();
+    await dom0.write("/kept", "1");
+    await dom0.ok(T.WATCH, ["/kept", "k"]);
+    assert.equal(hv.xenstore.endConnections("the daemon went away"), 2);
+    await settle();
+    assert.match(String(dom0.ended), /the daemon went away/);
+    assert.ok(guest.ended instanceof Error);
+    assert.deepEqual(hv.xenstore.stats().connections, 0);
+    assert.deepEqual(hv.xenstore.connectionInfo(), []);
+    assert.equal(hv.xenstore.endConnections("again"), 0);
+    assert.equal(new TextDecoder().decode(hv.xenstore.inspect("/kept")?.value), "1");
+  });
+
+  it("a guest created with a name gets the name node libxl writes; bad names are refused", async () => {
+    const hv = new SimHypervisor();
+    const named = hv.createDomain({ name: "front" });
+    const plain = hv.createDomain();
+    const node = hv.xenstore.inspect(`/local/domain/${named}/name`);
+    assert.equal(new TextDecoder().decode(node?.value), "front");
+    assert.deepEqual(node?.permissions, ["n0", `r${named}`]);
+    assert.equal(hv.xenstore.inspect(`/local/domain/${plain}/name`), undefined);
+    const guest = new RawXs(hv.backend(named).openXenStoreTransport());
+    assert.equal(await guest.read("name"), "front");
+    assert.throws(() => hv.createDomain({ name: "" }), XenUsageError);
+    assert.throws(() => hv.createDomain({ name: 7 as unknown as string }), XenUsageError);
+    assert.deepEqual(hv.domids(), [0, named, plain], "a refused name creates no domain");
+    guest.transport.close();
+  });
+});

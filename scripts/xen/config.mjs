@@ -137,6 +137,7 @@ export const PROJECT_PATHS = [
   "ffi",
   "sim",
   "plugins",
+  "testing",
   "tests",
   "bench",
 ];
