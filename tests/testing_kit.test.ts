@@ -367,7 +367,9 @@ describe("testing kit under the runtime's own test runner", () => {
   after(() => rmSync(scratch, { recursive: true, force: true }));
   const kit = new URL("../testing/mod.ts", import.meta.url).href;
 
-  it("node:test reports the leaky test as failed with the leak, the clean one as passed", () => {
+  it("node:test reports the leaky test as failed with the leak, the clean one as passed", {
+    timeout: 120_000, // deno test type-checks the file first
+  }, () => {
     const file = join(scratch, "kit.test.ts");
     writeFileSync(
       file,
@@ -390,7 +392,7 @@ test("leaky test", () =>
     const r = spawnSync(process.execPath, args, {
       cwd: scratch,
       encoding: "utf8",
-      timeout: 60_000,
+      timeout: 110_000,
       env: { ...process.env, NO_COLOR: "1" },
     });
     const out = `${r.stdout}\n${r.stderr}`;
