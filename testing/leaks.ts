@@ -34,6 +34,7 @@ export type SimLeakKind =
 
 /** One thing still open, bound, mapped or shared at the end of a test. */
 export interface SimLeak {
+  /** What was left open (see SimLeakKind). */
   readonly kind: SimLeakKind;
   /** The domain it belongs to (a XenStore connection: the domain whose identity it has). */
   readonly domid: number;
@@ -64,6 +65,7 @@ export interface SimLeak {
  * fixture has released everything by the time this is thrown.
  */
 export class LeakError extends XenError {
+  /** "LeakError". */
   override name = "LeakError";
   /** Every leak found, in domain order (XenStore connections last). */
   readonly leaks: readonly SimLeak[];

@@ -8,15 +8,14 @@
  * that awaits a promise.
  *
  * ```ts
- * import { test } from "node:test";
- * import { withXenSim } from "./testing/mod.ts";
+ * import { withXenSim } from "./mod.ts"; // xenchan/testing
  *
- * test("a port bound and closed", () =>
- *   withXenSim((sim) => {
- *     const guest = sim.createGuest({ name: "front" });
- *     using evt = sim.dom0.openEventChannels();
- *     evt.bindUnboundPort(guest.domid);
- *   }));
+ * // The body of a test, e.g. test("a port bound and closed", () => withXenSim(...)):
+ * await withXenSim((sim) => {
+ *   const guest = sim.createGuest({ name: "front" });
+ *   using evt = sim.dom0.openEventChannels();
+ *   evt.bindUnboundPort(guest.domid);
+ * }); // rejects with LeakError had `evt` been opened without `using`
  * ```
  *
  * @module
