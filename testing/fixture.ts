@@ -229,12 +229,16 @@ export class XenSim implements AsyncDisposable {
 
   /**
    * Creates a running guest (SimHypervisor.createDomain with `options`) and
-   * writes its name to XenStore. XenUsageError for a name that is not a
-   * non-empty string or already used in this fixture, for bad limits, and
-   * when every domid is in use; ClosedHandleError after close().
+   * writes its name to XenStore. XenUsageError for options that are not an
+   * object, a name that is not a non-empty string or is already used by a
+   * live domain of this fixture, bad limits, and when every domid is in
+   * use; ClosedHandleError after close(). Nothing is created on error.
    */
   createGuest(options?: GuestOptions): XenSimDomain {
     this.checkOpen();
+    if (options !== undefined && (typeof options !== "object" || options === null)) {
+      throw new XenUsageError(`options must be an object, got ${String(options)}`);
+    }
     const name = options?.name ?? `guest-${this.#guests + 1}`;
     if (typeof name !== "string" || name === "") {
       throw new XenUsageError(`options.name must be a non-empty string, got ${String(name)}`);

@@ -311,6 +311,9 @@ describe("testing kit: faults, clock, domains", () => {
       assert.equal(await store.read("name"), "front");
       assert.throws(() => sim.createGuest({ name: "front" }), XenUsageError);
       assert.throws(() => sim.createGuest({ name: "" }), XenUsageError);
+      assert.throws(() => sim.createGuest(null as unknown as undefined), XenUsageError);
+      assert.throws(() => sim.createGuest({ maxEventChannels: 0 }), XenUsageError);
+      assert.deepEqual(sim.hv.domids(), [0, front.domid, other.domid], "refused: nothing created");
       assert.throws(() => sim.domain("nobody"), XenUsageError);
       other.destroy();
       assert.deepEqual(sim.domains().map((d) => d.name), ["Domain-0", "front"]);
