@@ -174,6 +174,13 @@ export interface EventChannelDriver {
    */
   waitReadable(signal?: AbortSignal): Promise<number>;
   /**
+   * True when `waitReadable` itself looks at the fd before it waits (a
+   * ready fd costs one poll and no hand-off), so a caller need not
+   * `pollNow()` first. Absent or false: callers poll first. Constant for
+   * the driver's lifetime.
+   */
+  readonly waitChecksReady?: boolean;
+  /**
    * poll(fd, POLLIN, timeoutMs) revents on the calling thread: 0 (the
    * default) never waits; a positive timeout or -1 (forever) BLOCKS the
    * calling thread, for Workers and dedicated processes only. The simulator

@@ -185,8 +185,9 @@ export class EventChannels implements Disposable, AsyncDisposable {
   async #waitForPort(driver: EventChannelDriver, signal?: AbortSignal): Promise<number> {
     for (let first = true;; first = false) {
       signal?.throwIfAborted();
-      // Already readable: read now, without a trip through the poller.
-      const revents = first
+      // Already readable: read now, without a trip through the poller (a
+      // driver whose wait checks readiness itself is spared the extra poll).
+      const revents = first && driver.waitChecksReady !== true
         ? driver.pollNow() || await driver.waitReadable(signal)
         : await driver.waitReadable(signal);
       if (this.#sync()) throw new ClosedHandleError("event channel handle");

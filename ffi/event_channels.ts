@@ -94,6 +94,9 @@ export class FfiEventChannels implements EventChannelDriver {
     );
   }
 
+  /** The shared FdPoller polls the fd before it waits (see FdPoller.wait). */
+  readonly waitChecksReady = true;
+
   waitReadable(signal?: AbortSignal): Promise<number> {
     if (this.#handle === null) return Promise.reject(new ClosedHandleError("event channel handle"));
     const stop = signal ? AbortSignal.any([signal, this.#closing.signal]) : this.#closing.signal;
