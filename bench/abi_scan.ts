@@ -8,7 +8,9 @@
  *   sparse  4 events on ports spread over 1..N (1 + k*N/4)
  *   low     4 events on ports 1..4; the other N-4 ports stay idle
  *   dense   every port 1..N
- * Reports ns per delivered event and million events per second, next to a
+ * Reports ns per delivered event (in CPU time of the measuring process, on
+ * both sides: time spent waiting for a core does not count) and million
+ * events per second, next to a
  * C implementation of the same 2-level round (bench/c/scan_2l.c, compiled
  * here with gcc -O2 in the same run), with the TS/C ratio. Each number is
  * the best of REPEATS measurements, C and TS interleaved, so that noise
@@ -117,12 +119,17 @@ function warmTs(c: Case): void {
   do rounds(c.abi, ports, chunk, deliver); while (cpuMs() - t0 < WARM_MS);
 }
 
-/** One TS measurement of a warmed case; returns ns per delivered event. */
+/**
+ * One TS measurement of a warmed case; returns ns per delivered event, in
+ * this process's CPU time (process.cpuUsage(), µs resolution: a sample
+ * lasts milliseconds), so that time spent waiting for a core on a loaded
+ * machine does not count, as the C side uses CLOCK_PROCESS_CPUTIME_ID.
+ */
 function measureTs(c: Case): number {
   const ports = portsFor(c.n, c.pattern);
-  const t0 = performance.now();
+  const t0 = cpuMs();
   const events = rounds(c.abi!, ports, c.rounds, deliver);
-  return ((performance.now() - t0) * 1e6) / events;
+  return ((cpuMs() - t0) * 1e6) / events;
 }
 
 function compileC(dir: string): string {
