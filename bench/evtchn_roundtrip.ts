@@ -29,7 +29,8 @@
  * way of waiting one round-trip row (unit ns/roundtrip) that also carries
  * the fields scripts/bench_xen.mjs reads, {"name","roundtrips",
  * "ns_per_roundtrip","notify_ns"}, with name "<runtime>" (pending) and
- * "<runtime>-blocking" (pendingSync), and one notify row (unit ns/notify).
+ * "<runtime>-blocking" (pendingSync), one CPU row (unit cpu-ns/roundtrip,
+ * key cpu_ns_per_roundtrip) and one notify row (unit ns/notify).
  * `xenchan bench` adds the C baseline (bench/c/evtchn_pingpong.c).
  */
 import process from "node:process";
@@ -129,6 +130,19 @@ async function measure(
     stat: "single",
     summary: !blocking,
     key: "notify_ns",
+    backend,
+  });
+  emitRow({
+    suite: "evtchn_roundtrip",
+    case: blocking
+      ? "CPU per round trip, blocking pendingSync()"
+      : "CPU per round trip, awaited pending()",
+    unit: "cpu-ns/roundtrip",
+    better: "lower",
+    value: legacy.cpu_ns_per_roundtrip,
+    stat: "single",
+    summary: true,
+    key: "cpu_ns_per_roundtrip",
     backend,
   });
   say(
