@@ -19,7 +19,8 @@
  * so that one kind's JIT feedback does not make another's call sites
  * polymorphic.
  *
- * Goals reported: TS 2-level within 3x of C; cost per event independent of
+ * Goals reported: TS 2-level and 3-level within 2x of C (3-level against
+ * the C 2-level round at the same port count); cost per event independent of
  * the number of idle ports (the "low" rows at 10 vs the maximum).
  *
  * Warm-up: a worker first runs every case of its kind for at least WARM_MS
@@ -270,11 +271,12 @@ function main(): void {
     "C 2L ns/event",
     "TS/C",
   ]];
-  let worst2l = 0;
+  let worst2l = 0, worst3l = 0;
   for (const c of cases) {
     const cns = cBest.get(`${c.n}/${c.pattern}`);
     const ratio = cns === undefined ? NaN : c.best / cns;
     if (c.kind === "2l") worst2l = Math.max(worst2l, ratio);
+    if (c.kind === "3l" && !Number.isNaN(ratio)) worst3l = Math.max(worst3l, ratio);
     emitRow({
       suite: "abi_scan",
       case: `${c.kind} ports=${c.n} ${c.pattern}`,
@@ -323,8 +325,8 @@ function main(): void {
     });
   }
   say(
-    `\n2L TS/C, worst case: ${worst2l.toFixed(2)}x (goal: within 3x): ${
-      worst2l <= 3 ? "met" : "NOT met"
+    `\n2L TS/C, worst case: ${worst2l.toFixed(2)}x; 3L: ${worst3l.toFixed(2)}x (goal: within 2x): ${
+      Math.max(worst2l, worst3l) <= 2 ? "met" : "NOT met"
     }`,
   );
   say(
