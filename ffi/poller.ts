@@ -8,7 +8,9 @@
  * Before a wait is handed to that poll (the "parked" path, which costs two
  * thread hand-offs per wake-up), it is tried inline: a wait whose fd is
  * ready now resolves at once, and, when it is the only wait in flight, the
- * calling thread waits in ppoll(2) for a bounded time (the inline budget),
+ * calling thread yields the CPU once (sched_yield(2): a peer woken on this
+ * CPU answers meanwhile), looks again, and then waits in ppoll(2) for a
+ * bounded time (the inline budget),
  * as Linux socket busy polling does, but sleeping in the kernel instead of
  * spinning, so it costs no CPU time while it waits. The budget is learned
  * per fd from recent wait times (twice their moving average), capped by
@@ -176,8 +178,9 @@ export class FdPoller {
    * The inline part of wait(), for callers that want to skip setting up a
    * wait when the fd is ready: returns the revents of `fd` when any of
    * `events` (or POLLERR, POLLHUP, POLLNVAL) is ready now or becomes ready
-   * within the inline budget, else 0. Waits (BLOCKS this thread, in
-   * ppoll(2), using no CPU) only when no other wait is in flight, the
+   * within the inline budget, else 0. Waits (yields the CPU once, then
+   * BLOCKS this thread in ppoll(2), using no CPU) only when no other wait is
+   * in flight, the
    * budget learned for `fd` is not 0 and the event loop has not been held
    * for INLINE_SLICE_MS since its last turn; otherwise it only looks. A
    * poll failure reads as 0 (the parked wait reports it). Throws
@@ -193,17 +196,23 @@ export class FdPoller {
       if (revents > 0) this.#ready++;
       return revents > 0 ? revents : 0;
     }
+    let revents = this.#pollOne(fd, events, 0);
+    if (revents > 0) {
+      this.#ready++;
+      return revents;
+    }
     const start = performance.now();
-    const revents = this.#pollOne(fd, events, budgetUs);
+    // Give the CPU to whoever is runnable first: a peer just woken on this
+    // CPU (a 1-vCPU dom0) answers during the yield, and no timer is armed.
+    this.#libs.libc.symbols.sched_yield();
+    revents = this.#pollOne(fd, events, 0);
+    if (revents <= 0) revents = this.#pollOne(fd, events, budgetUs);
     const spentMs = performance.now() - start;
     this.#inlineMs += spentMs;
     this.#scheduleTurn();
     if (revents > 0) {
-      if (spentMs < 0.001) this.#ready++;
-      else {
-        this.#hits++;
-        this.#learn(fd, spentMs * 1000);
-      }
+      this.#hits++;
+      this.#learn(fd, spentMs * 1000);
       return revents;
     }
     this.#misses++;
