@@ -169,7 +169,9 @@ export interface EventChannelDriver {
    * Resolves with the poll revents of `fd` (POLLIN when a port is pending,
    * POLLERR on ring overflow) once any is ready, with 0 when `signal`
    * aborts, and with POLLNVAL when the handle is closed during the wait.
-   * Never blocks the JavaScript event loop. Rejects with ClosedHandleError
+   * Never blocks the JavaScript event loop for longer than a bounded inline
+   * wait (FFI: the FdPoller's inline budget, see ffi/poller.ts; the
+   * simulator: not at all). Rejects with ClosedHandleError
    * when the handle is already closed (it never throws synchronously).
    */
   waitReadable(signal?: AbortSignal): Promise<number>;

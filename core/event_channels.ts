@@ -161,8 +161,10 @@ export class EventChannels implements Disposable, AsyncDisposable {
 
   /**
    * Waits until a port is pending and returns it, masked (unmask it when
-   * done). Never blocks the event loop: it polls the fd first and reads only
-   * when readable. Rejects with the signal's reason on abort,
+   * done). Polls the fd first and reads only when readable. Never blocks
+   * the event loop for longer than the backend's bounded inline wait (FFI:
+   * the FdPoller's inline budget, at most its cap, 2 ms by default; the
+   * simulator never waits inline). Rejects with the signal's reason on abort,
    * ClosedHandleError if the handle is (or gets) closed, XenCallError
    * (EFBIG: the handle's ring overflowed; drain and unmask), XenUsageError if
    * another reader is already waiting on this handle or for options that
