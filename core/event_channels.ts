@@ -170,32 +170,43 @@ export class EventChannels implements Disposable, AsyncDisposable {
    * another reader is already waiting on this handle or for options that
    * are not an object with an optional AbortSignal `signal`.
    */
-  async pending(options?: WaitOptions): Promise<number> {
-    const { signal } = checkWaitOptions("options", options);
-    const driver = this.#live();
-    if (this.#reading) {
-      throw new XenUsageError("one reader per handle: a pending() is already waiting");
-    }
-    this.#reading = true;
+  pending(options?: WaitOptions): Promise<number> {
     try {
-      return await this.#waitForPort(driver, signal);
-    } finally {
-      this.#reading = false;
+      const { signal } = checkWaitOptions("options", options);
+      const driver = this.#live();
+      if (this.#reading) {
+        throw new XenUsageError("one reader per handle: a pending() is already waiting");
+      }
+      signal?.throwIfAborted();
+      // Ready now (or within the driver's bounded inline wait): read at once,
+      // with no trip through the poller and no async frames.
+      const revents = driver.waitInline ? driver.waitInline() : driver.pollNow();
+      if (revents & POLLNVAL) throw new ClosedHandleError("event channel file descriptor");
+      if (revents & (POLLIN | POLLERR)) return Promise.resolve(driver.pending());
+      return this.#waitForPort(driver, signal, driver.waitInline === undefined);
+    } catch (error) {
+      return Promise.reject(error);
     }
   }
 
-  async #waitForPort(driver: EventChannelDriver, signal?: AbortSignal): Promise<number> {
-    for (let first = true;; first = false) {
-      signal?.throwIfAborted();
-      // Already readable: read now, without a trip through the poller (a
-      // driver whose wait checks readiness itself is spared the extra poll).
-      const revents = first && driver.waitChecksReady !== true
-        ? driver.pollNow() || await driver.waitReadable(signal)
-        : await driver.waitReadable(signal);
-      if (this.#sync()) throw new ClosedHandleError("event channel handle");
-      signal?.throwIfAborted();
-      if (revents & POLLNVAL) throw new ClosedHandleError("event channel file descriptor");
-      if (revents & (POLLIN | POLLERR)) return driver.pending();
+  /** The waiting part of pending(): `inline` false right after a missed waitInline(). */
+  async #waitForPort(
+    driver: EventChannelDriver,
+    signal: AbortSignal | undefined,
+    inline: boolean,
+  ): Promise<number> {
+    this.#reading = true;
+    try {
+      for (;; inline = true) {
+        signal?.throwIfAborted();
+        const revents = await driver.waitReadable(signal, inline);
+        if (this.#sync()) throw new ClosedHandleError("event channel handle");
+        signal?.throwIfAborted();
+        if (revents & POLLNVAL) throw new ClosedHandleError("event channel file descriptor");
+        if (revents & (POLLIN | POLLERR)) return driver.pending();
+      }
+    } finally {
+      this.#reading = false;
     }
   }
 

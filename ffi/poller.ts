@@ -154,20 +154,21 @@ export class FdPoller {
    * fd resolves at once, and the only wait in flight may wait inline, on
    * this thread, for at most its fd's budget (see the module comment);
    * only then is it parked in the background poll. When the inline slice
-   * is used up it first lets the event loop turn once. Pass `inline` false
+   * is used up it first lets the event loop turn once and then tries
+   * inline (whatever `inline` says). Pass `inline` false
    * right after a tryInline of your own that returned 0.
    */
   wait(fd: number, events: number, signal?: AbortSignal, inline = true): Promise<number> {
     if (this.#closed) return Promise.reject(new ClosedHandleError("fd poller"));
     if (signal?.aborted) return Promise.resolve(0);
+    if (this.#inlineMs >= INLINE_SLICE_MS && this.#waiters.size === 0 && this.#budgetUs(fd) > 0) {
+      // The loop was held for a slice: let it turn once (cheaper than a
+      // parked wait), then wait inline again.
+      return new Promise<void>((resolve) => setImmediate(resolve)).then(() =>
+        this.wait(fd, events, signal, true)
+      );
+    }
     if (inline) {
-      if (this.#inlineMs >= INLINE_SLICE_MS && this.#waiters.size === 0 && this.#budgetUs(fd) > 0) {
-        // The loop was held for a slice: let it turn once (cheaper than a
-        // parked wait), then wait inline again.
-        return new Promise<void>((resolve) => setImmediate(resolve)).then(() =>
-          this.wait(fd, events, signal, true)
-        );
-      }
       const revents = this.tryInline(fd, events);
       if (revents !== 0) return Promise.resolve(revents);
     }
