@@ -8,7 +8,9 @@
  *   sparse  4 events on ports spread over 1..N (1 + k*N/4)
  *   low     4 events on ports 1..4; the other N-4 ports stay idle
  *   dense   every port 1..N
- * Reports ns per delivered event and million events per second, next to a
+ * Reports ns per delivered event (in CPU time of the measuring process, on
+ * both sides: time spent waiting for a core does not count) and million
+ * events per second, next to a
  * C implementation of the same 2-level round (bench/c/scan_2l.c, compiled
  * here with gcc -O2 in the same run), with the TS/C ratio. Each number is
  * the best of REPEATS measurements, C and TS interleaved, so that noise
@@ -17,7 +19,8 @@
  * so that one kind's JIT feedback does not make another's call sites
  * polymorphic.
  *
- * Goals reported: TS 2-level within 3x of C; cost per event independent of
+ * Goals reported: TS 2-level and 3-level within 2x of C (3-level against
+ * the C 2-level round at the same port count); cost per event independent of
  * the number of idle ports (the "low" rows at 10 vs the maximum).
  *
  * Warm-up: a worker first runs every case of its kind for at least WARM_MS
@@ -92,9 +95,15 @@ function rounds(
   return events;
 }
 
+/**
+ * The delivery callback: a wrapping 32-bit sum, like the C side's sink (a
+ * wrapping integer). A sum that grows into a double would cost V8 one heap
+ * number per event (a module-level `let` holding a non-Smi is boxed), which
+ * measures the callback, not the scan.
+ */
 let sink = 0;
 function deliver(port: number): void {
-  sink += port;
+  sink = (sink + port) | 0;
 }
 
 /** CPU time this process has used, in ms (user + system): a clock that load does not advance. */
@@ -117,12 +126,17 @@ function warmTs(c: Case): void {
   do rounds(c.abi, ports, chunk, deliver); while (cpuMs() - t0 < WARM_MS);
 }
 
-/** One TS measurement of a warmed case; returns ns per delivered event. */
+/**
+ * One TS measurement of a warmed case; returns ns per delivered event, in
+ * this process's CPU time (process.cpuUsage(), µs resolution: a sample
+ * lasts milliseconds), so that time spent waiting for a core on a loaded
+ * machine does not count, as the C side uses CLOCK_PROCESS_CPUTIME_ID.
+ */
 function measureTs(c: Case): number {
   const ports = portsFor(c.n, c.pattern);
-  const t0 = performance.now();
+  const t0 = cpuMs();
   const events = rounds(c.abi!, ports, c.rounds, deliver);
-  return ((performance.now() - t0) * 1e6) / events;
+  return ((cpuMs() - t0) * 1e6) / events;
 }
 
 function compileC(dir: string): string {
@@ -174,7 +188,7 @@ function worker(kind: AbiKind, rotate: number): void {
     // read by the parent, not a result row
     console.log(`${c.n} ${c.pattern} ${c.samples.join(",")}`);
   }
-  if (sink < 0) throw new Error("unreachable");
+  if (sink === 0.5) throw new Error("unreachable"); // keeps the sum observable
 }
 
 function makeCases(): Case[] {
@@ -257,11 +271,12 @@ function main(): void {
     "C 2L ns/event",
     "TS/C",
   ]];
-  let worst2l = 0;
+  let worst2l = 0, worst3l = 0;
   for (const c of cases) {
     const cns = cBest.get(`${c.n}/${c.pattern}`);
     const ratio = cns === undefined ? NaN : c.best / cns;
     if (c.kind === "2l") worst2l = Math.max(worst2l, ratio);
+    if (c.kind === "3l" && !Number.isNaN(ratio)) worst3l = Math.max(worst3l, ratio);
     emitRow({
       suite: "abi_scan",
       case: `${c.kind} ports=${c.n} ${c.pattern}`,
@@ -310,8 +325,8 @@ function main(): void {
     });
   }
   say(
-    `\n2L TS/C, worst case: ${worst2l.toFixed(2)}x (goal: within 3x): ${
-      worst2l <= 3 ? "met" : "NOT met"
+    `\n2L TS/C, worst case: ${worst2l.toFixed(2)}x; 3L: ${worst3l.toFixed(2)}x (goal: within 2x): ${
+      Math.max(worst2l, worst3l) <= 2 ? "met" : "NOT met"
     }`,
   );
   say(

@@ -10,7 +10,8 @@
  *                        bun run bench/evtchn_roundtrip_raw.ts [N]
  * Prints one JSON row (bench/rows.ts; suite evtchn_roundtrip, case "round
  * trip, raw FFI calls") that also carries the fields scripts/bench_xen.mjs
- * reads: {"name":"<runtime>-raw","roundtrips","ns_per_roundtrip","notify_ns"}.
+ * reads: {"name":"<runtime>-raw","roundtrips","ns_per_roundtrip","notify_ns",
+ * "cpu_ns_per_roundtrip"} (CPU: process.cpuUsage(), this process).
  */
 import process from "node:process";
 import { loadXenLibraries, type Ptr } from "../ffi/mod.ts";
@@ -64,9 +65,12 @@ const pa = must("xenevtchn_bind_unbound_port", evtchn.xenevtchn_bind_unbound_por
 const pb = must("xenevtchn_bind_interdomain", evtchn.xenevtchn_bind_interdomain(b.handle, 0, pa));
 waitPort(b, pb); // the bind-time event
 roundtrips(a, pa, b, pb, Math.floor(n / 10) + 1);
+const cpu0 = process.cpuUsage();
 let t0 = performance.now();
 roundtrips(a, pa, b, pb, n);
 const rtNs = ((performance.now() - t0) * 1e6) / n;
+const cpu1 = process.cpuUsage(cpu0);
+const cpuNs = ((cpu1.user + cpu1.system) * 1000) / n;
 t0 = performance.now();
 for (let i = 0; i < n; i++) must("xenevtchn_notify", evtchn.xenevtchn_notify(a.handle, pa));
 const notifyNs = ((performance.now() - t0) * 1e6) / n;
@@ -86,4 +90,5 @@ emitRow({
   roundtrips: n,
   ns_per_roundtrip: +rtNs.toFixed(1),
   notify_ns: +notifyNs.toFixed(1),
+  cpu_ns_per_roundtrip: +cpuNs.toFixed(1),
 });

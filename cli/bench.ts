@@ -150,6 +150,14 @@ export const SUITES: readonly Suite[] = [
     env: () => ({}),
   },
   {
+    name: "fd_roundtrip",
+    file: "bench/fd_roundtrip.ts",
+    what: "cross-process wake-up round trip over pipes vs C",
+    needs: ["gcc"],
+    args: (quick) => quick ? ["2000"] : [],
+    env: (quick): Record<string, string> => quick ? { FD_BENCH_REPEATS: "1" } : {},
+  },
+  {
     name: "osevent",
     file: "bench/osevent_dispatch.ts",
     what: "osevent dispatch cost as N grows",

@@ -161,38 +161,52 @@ export class EventChannels implements Disposable, AsyncDisposable {
 
   /**
    * Waits until a port is pending and returns it, masked (unmask it when
-   * done). Never blocks the event loop: it polls the fd first and reads only
-   * when readable. Rejects with the signal's reason on abort,
+   * done). Polls the fd first and reads only when readable. Never blocks
+   * the event loop for longer than the backend's bounded inline wait (FFI:
+   * the FdPoller's inline budget, at most its cap, 2 ms by default; the
+   * simulator never waits inline). Rejects with the signal's reason on abort,
    * ClosedHandleError if the handle is (or gets) closed, XenCallError
    * (EFBIG: the handle's ring overflowed; drain and unmask), XenUsageError if
    * another reader is already waiting on this handle or for options that
    * are not an object with an optional AbortSignal `signal`.
    */
-  async pending(options?: WaitOptions): Promise<number> {
-    const { signal } = checkWaitOptions("options", options);
-    const driver = this.#live();
-    if (this.#reading) {
-      throw new XenUsageError("one reader per handle: a pending() is already waiting");
-    }
-    this.#reading = true;
+  pending(options?: WaitOptions): Promise<number> {
     try {
-      return await this.#waitForPort(driver, signal);
-    } finally {
-      this.#reading = false;
+      const { signal } = checkWaitOptions("options", options);
+      const driver = this.#live();
+      if (this.#reading) {
+        throw new XenUsageError("one reader per handle: a pending() is already waiting");
+      }
+      signal?.throwIfAborted();
+      // Ready now (or within the driver's bounded inline wait): read at once,
+      // with no trip through the poller and no async frames.
+      const revents = driver.waitInline ? driver.waitInline() : driver.pollNow();
+      if (revents & POLLNVAL) throw new ClosedHandleError("event channel file descriptor");
+      if (revents & (POLLIN | POLLERR)) return Promise.resolve(driver.pending());
+      return this.#waitForPort(driver, signal, driver.waitInline === undefined);
+    } catch (error) {
+      return Promise.reject(error);
     }
   }
 
-  async #waitForPort(driver: EventChannelDriver, signal?: AbortSignal): Promise<number> {
-    for (let first = true;; first = false) {
-      signal?.throwIfAborted();
-      // Already readable: read now, without a trip through the poller.
-      const revents = first
-        ? driver.pollNow() || await driver.waitReadable(signal)
-        : await driver.waitReadable(signal);
-      if (this.#sync()) throw new ClosedHandleError("event channel handle");
-      signal?.throwIfAborted();
-      if (revents & POLLNVAL) throw new ClosedHandleError("event channel file descriptor");
-      if (revents & (POLLIN | POLLERR)) return driver.pending();
+  /** The waiting part of pending(): `inline` false right after a missed waitInline(). */
+  async #waitForPort(
+    driver: EventChannelDriver,
+    signal: AbortSignal | undefined,
+    inline: boolean,
+  ): Promise<number> {
+    this.#reading = true;
+    try {
+      for (;; inline = true) {
+        signal?.throwIfAborted();
+        const revents = await driver.waitReadable(signal, inline);
+        if (this.#sync()) throw new ClosedHandleError("event channel handle");
+        signal?.throwIfAborted();
+        if (revents & POLLNVAL) throw new ClosedHandleError("event channel file descriptor");
+        if (revents & (POLLIN | POLLERR)) return driver.pending();
+      }
+    } finally {
+      this.#reading = false;
     }
   }
 

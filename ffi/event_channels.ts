@@ -94,11 +94,16 @@ export class FfiEventChannels implements EventChannelDriver {
     );
   }
 
-  waitReadable(signal?: AbortSignal): Promise<number> {
+  waitInline(): number {
+    this.#live();
+    return this.#poller.tryInline(this.fd, POLLIN);
+  }
+
+  waitReadable(signal?: AbortSignal, inline = true): Promise<number> {
     if (this.#handle === null) return Promise.reject(new ClosedHandleError("event channel handle"));
     const stop = signal ? AbortSignal.any([signal, this.#closing.signal]) : this.#closing.signal;
     // A close() during the wait aborts it: report POLLNVAL, as the contract says.
-    return this.#poller.wait(this.fd, POLLIN, stop).then((revents) =>
+    return this.#poller.wait(this.fd, POLLIN, stop, inline).then((revents) =>
       this.#handle === null ? POLLNVAL : revents
     );
   }

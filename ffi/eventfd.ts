@@ -172,18 +172,26 @@ export class EventFd implements Disposable {
 
   /**
    * Resolves with the poll revents (POLLIN) once the counter is non-zero,
-   * through the shared FdPoller: the JavaScript event loop keeps running.
+   * through the shared FdPoller: a counter already non-zero (or becoming so
+   * within the poller's bounded inline wait, FdPoller.tryInline) resolves
+   * at once; otherwise the JavaScript event loop keeps running meanwhile.
    * Resolves with 0 when `signal` aborts or close() runs meanwhile. Does not
    * change the counter. Throws ClosedHandleError when already closed.
    */
   waitReadable(options: EventFdWaitOptions = {}): Promise<number> {
     this.#live();
+    const poller = sharedPoller(this.#libs);
+    if (options.signal?.aborted !== true) {
+      // Ready (or ready within the inline budget): no wait to set up.
+      const now = poller.tryInline(this.#fd, POLLIN);
+      if (now !== 0) return Promise.resolve(now);
+    }
     const cancel = new AbortController();
     const onAbort = () => cancel.abort();
     options.signal?.addEventListener("abort", onAbort, { once: true });
     if (options.signal?.aborted) cancel.abort();
     this.#waits.add(cancel);
-    return sharedPoller(this.#libs).wait(this.#fd, POLLIN, cancel.signal).finally(() => {
+    return poller.wait(this.#fd, POLLIN, cancel.signal, false).finally(() => {
       this.#waits.delete(cancel);
       options.signal?.removeEventListener("abort", onAbort);
     });

@@ -3,13 +3,30 @@
  *
  * However many handles are open, at most one poll(2) is in flight: Deno runs
  * it as a nonblocking FFI call, Bun in one Worker. A private eventfd wakes it
- * when the set of waiters changes. Waiting never blocks the JavaScript event
- * loop, and nothing but poll runs off the main thread.
+ * when the set of waiters changes. Nothing but poll runs off the main thread.
+ *
+ * Before a wait is handed to that poll (the "parked" path, which costs two
+ * thread hand-offs per wake-up), it is tried inline: a wait whose fd is
+ * ready now resolves at once, and, when it is the only wait in flight, the
+ * calling thread yields the CPU once (sched_yield(2): a peer woken on this
+ * CPU answers meanwhile), looks again, and then waits in ppoll(2) for a
+ * bounded time (the inline budget),
+ * as Linux socket busy polling does, but sleeping in the kernel instead of
+ * spinning, so it costs no CPU time while it waits. The budget is learned
+ * per fd from recent wait times (twice their moving average), capped by
+ * `inlineWaitMaxUs` (default 2000 µs, environment XENCHAN_INLINE_WAIT_US,
+ * or setInlineWait(); 0 turns it off), and it is 0 for an fd whose waits
+ * take longer than the cap. Waits nobody makes never wait inline. The event
+ * loop is held for at most one budget per wait and at most
+ * INLINE_SLICE_MS of inline waiting between two of its turns: past that,
+ * wait() first lets the loop turn once (a setImmediate) and tryInline()
+ * only looks, until it has turned.
  *
  * @module
  */
+import process from "node:process";
 import { setImmediate } from "node:timers";
-import { ClosedHandleError, XenCallError } from "../core/errors.ts";
+import { ClosedHandleError, XenCallError, XenUsageError } from "../core/errors.ts";
 import type { LibcLibrary } from "./load.ts";
 
 const EFD_NONBLOCK = 0o4000;
@@ -18,6 +35,33 @@ const POLLIN = 0x001;
 const EINTR = 4;
 const POLLFD_SIZE = 8;
 const MAX_CONSECUTIVE_POLL_FAILURES = 100;
+/** The default cap of the inline budget, in microseconds. */
+export const INLINE_WAIT_DEFAULT_US = 2000;
+/** The largest inline budget setInlineWait accepts, in microseconds (one second). */
+export const INLINE_WAIT_LIMIT_US = 1_000_000;
+/** Inline waiting allowed between two turns of the event loop, in milliseconds. */
+export const INLINE_SLICE_MS = 10;
+/** Weight of the newest wait time in an fd's moving average. */
+const EWMA_WEIGHT = 0.25;
+/** Fds with learned wait times kept before the table is reset. */
+const MAX_TRACKED_FDS = 1024;
+
+/** Counters of how waits ended, for benchmarks and tests (monotonic since creation). */
+export interface PollerStats {
+  /** Waits whose fd was ready at once (no waiting at all). */
+  readonly ready: number;
+  /** Waits that ended inside the inline budget. */
+  readonly inlineHits: number;
+  /** Inline waits whose budget ran out (they were then parked). */
+  readonly inlineMisses: number;
+  /** Waits handed to the background poll (including the inline misses). */
+  readonly parked: number;
+}
+
+/** What the poller learned about one fd: the moving average of its wait times (µs). */
+interface FdHistory {
+  averageUs: number;
+}
 
 interface Waiter {
   readonly fd: number;
@@ -36,9 +80,31 @@ export class FdPoller {
   #inFlight = false;
   #closed = false;
   #word = new BigUint64Array(1);
+  /** One struct pollfd for the calls on this thread (pollNow, the inline wait). */
+  readonly #one = new Uint8Array(POLLFD_SIZE);
+  readonly #oneView = new DataView(this.#one.buffer);
+  /** struct timespec {tv_sec, tv_nsec} as four 32-bit halves (no BigInt per call). */
+  readonly #timeout = new Int32Array(4);
+  readonly #history = new Map<number, FdHistory>();
+  #inlineMaxUs: number;
+  #inlineMs = 0;
+  #turnPending = false;
+  #missFd = -1;
+  #missStart = 0;
+  #ready = 0;
+  #hits = 0;
+  #misses = 0;
+  #parked = 0;
 
-  /** Creates the wake eventfd. Throws XenCallError("eventfd") on failure. */
-  constructor(libs: LibcLibrary) {
+  /**
+   * Creates the wake eventfd. `inlineWaitMaxUs` caps the inline budget
+   * (default: XENCHAN_INLINE_WAIT_US when set and readable, else
+   * INLINE_WAIT_DEFAULT_US; 0 = never wait inline). Throws
+   * XenCallError("eventfd") on failure, XenUsageError for a cap that is not
+   * an integer from 0 to INLINE_WAIT_LIMIT_US.
+   */
+  constructor(libs: LibcLibrary, inlineWaitMaxUs: number = defaultInlineWaitUs()) {
+    this.#inlineMaxUs = checkInlineUs("inlineWaitMaxUs", inlineWaitMaxUs);
     this.#libs = libs;
     const fd = libs.libc.symbols.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (fd < 0) throw new XenCallError("eventfd", libs.errno());
@@ -50,21 +116,187 @@ export class FdPoller {
     return this.#waiters.size;
   }
 
+  /** The cap of the inline budget in microseconds (0: inline waiting is off). */
+  get inlineWaitMaxUs(): number {
+    return this.#inlineMaxUs;
+  }
+
+  /**
+   * Sets the cap of the inline budget (0 turns inline waiting off) and
+   * forgets the wait times learned so far. Applies to waits started after
+   * the call. Throws XenUsageError unless `maxUs` is an integer from 0 to
+   * INLINE_WAIT_LIMIT_US; the old cap stays then.
+   */
+  setInlineWait(maxUs: number): void {
+    this.#inlineMaxUs = checkInlineUs("maxUs", maxUs);
+    this.#history.clear();
+  }
+
+  /** How waits ended so far (see PollerStats). Never throws. */
+  get stats(): PollerStats {
+    return {
+      ready: this.#ready,
+      inlineHits: this.#hits,
+      inlineMisses: this.#misses,
+      parked: this.#parked,
+    };
+  }
+
   /**
    * Resolves with the revents of `fd` once any of `events` (or POLLERR,
    * POLLHUP, POLLNVAL) is ready, or with 0 when `signal` aborts. Several
    * waits on one fd are allowed. The fd must stay open until the promise
-   * settles: cancel with `signal` before closing it.
+   * settles: cancel with `signal` before closing it. Rejects with
+   * ClosedHandleError after close(), XenCallError("poll") when poll keeps
+   * failing.
+   *
+   * Unless `inline` is false, it first runs tryInline(fd, events): a ready
+   * fd resolves at once, and the only wait in flight may wait inline, on
+   * this thread, for at most its fd's budget (see the module comment);
+   * only then is it parked in the background poll. When the inline slice
+   * is used up it first lets the event loop turn once and then tries
+   * inline (whatever `inline` says). Pass `inline` false
+   * right after a tryInline of your own that returned 0.
    */
-  wait(fd: number, events: number, signal?: AbortSignal): Promise<number> {
+  wait(fd: number, events: number, signal?: AbortSignal, inline = true): Promise<number> {
     if (this.#closed) return Promise.reject(new ClosedHandleError("fd poller"));
     if (signal?.aborted) return Promise.resolve(0);
-    return new Promise((resolve, reject) => {
+    if (this.#inlineMs >= INLINE_SLICE_MS && this.#waiters.size === 0 && this.#budgetUs(fd) > 0) {
+      // The loop was held for a slice: let it turn once (cheaper than a
+      // parked wait), then wait inline again.
+      return new Promise<void>((resolve) => setImmediate(resolve)).then(() =>
+        this.wait(fd, events, signal, true)
+      );
+    }
+    if (inline) {
+      const revents = this.tryInline(fd, events);
+      if (revents !== 0) return Promise.resolve(revents);
+    }
+    return this.#park(fd, events, signal);
+  }
+
+  /**
+   * The inline part of wait(), for callers that want to skip setting up a
+   * wait when the fd is ready: returns the revents of `fd` when any of
+   * `events` (or POLLERR, POLLHUP, POLLNVAL) is ready now or becomes ready
+   * within the inline budget, else 0. Waits (yields the CPU once, then
+   * BLOCKS this thread in ppoll(2), using no CPU) only when no other wait is
+   * in flight, the
+   * budget learned for `fd` is not 0 and the event loop has not been held
+   * for INLINE_SLICE_MS since its last turn; otherwise it only looks. A
+   * poll failure reads as 0 (the parked wait reports it). Throws
+   * ClosedHandleError after close().
+   */
+  tryInline(fd: number, events: number): number {
+    if (this.#closed) throw new ClosedHandleError("fd poller");
+    const budgetUs = this.#waiters.size === 0 && this.#inlineMs < INLINE_SLICE_MS
+      ? this.#budgetUs(fd)
+      : 0;
+    if (budgetUs === 0) {
+      const revents = this.#pollOne(fd, events, 0);
+      if (revents > 0) this.#ready++;
+      return revents > 0 ? revents : 0;
+    }
+    let revents = this.#pollOne(fd, events, 0);
+    if (revents > 0) {
+      this.#ready++;
+      return revents;
+    }
+    const start = performance.now();
+    // Give the CPU to whoever is runnable first: a peer just woken on this
+    // CPU (a 1-vCPU dom0) answers during the yield, and no timer is armed.
+    this.#libs.libc.symbols.sched_yield();
+    revents = this.#pollOne(fd, events, 0);
+    if (revents <= 0) revents = this.#pollOne(fd, events, budgetUs);
+    const spentMs = performance.now() - start;
+    this.#inlineMs += spentMs;
+    this.#scheduleTurn();
+    if (revents > 0) {
+      this.#hits++;
+      this.#learn(fd, spentMs * 1000);
+      return revents;
+    }
+    this.#misses++;
+    this.#missFd = fd;
+    this.#missStart = start;
+    return 0;
+  }
+
+  /**
+   * The inline budget for `fd` in microseconds: twice the moving average of
+   * its recent waits, at most the cap; 0 when inline waiting is off, when
+   * nothing is known yet or when its waits take longer than the cap.
+   */
+  #budgetUs(fd: number): number {
+    const cap = this.#inlineMaxUs;
+    if (cap === 0) return 0;
+    const known = this.#history.get(fd);
+    if (known === undefined || known.averageUs > cap) return 0;
+    return Math.min(cap, Math.max(10, Math.ceil(2 * known.averageUs)));
+  }
+
+  /** Folds one wait time into `fd`'s moving average. */
+  #learn(fd: number, us: number): void {
+    if (this.#inlineMaxUs === 0) return;
+    const known = this.#history.get(fd);
+    if (known !== undefined) {
+      known.averageUs += EWMA_WEIGHT * (us - known.averageUs);
+      return;
+    }
+    if (this.#history.size >= MAX_TRACKED_FDS) this.#history.clear();
+    this.#history.set(fd, { averageUs: us });
+  }
+
+  /** Resets the inline allowance once the event loop has turned. */
+  #scheduleTurn(): void {
+    if (this.#turnPending) return;
+    this.#turnPending = true;
+    setImmediate(() => {
+      this.#turnPending = false;
+      this.#inlineMs = 0;
+    });
+  }
+
+  /**
+   * poll/ppoll of one fd on this thread: the revents, 0 on timeout or
+   * EINTR, -1 on another failure (the parked poll reports it then).
+   * `budgetUs` 0 never waits.
+   */
+  #pollOne(fd: number, events: number, budgetUs: number): number {
+    writePollFd(this.#oneView, 0, fd, events);
+    const c = this.#libs.libc.symbols;
+    let result: number;
+    if (budgetUs === 0) result = c.poll(this.#one, 1n, 0);
+    else {
+      const t = this.#timeout;
+      t[0] = Math.floor(budgetUs / 1e6);
+      t[1] = 0;
+      t[2] = (budgetUs % 1e6) * 1000;
+      t[3] = 0;
+      result = c.ppoll(this.#one, 1n, t, null);
+    }
+    if (result < 0) return this.#libs.errno() === EINTR ? 0 : -1;
+    return result === 0 ? 0 : this.#oneView.getInt16(6, true);
+  }
+
+  /**
+   * Hands the wait to the background poll. Its wait time, learned when it
+   * settles, counts from the inline attempt that just missed on this fd, if
+   * any, else from now.
+   */
+  #park(fd: number, events: number, signal: AbortSignal | undefined): Promise<number> {
+    this.#parked++;
+    const began = this.#missFd === fd ? this.#missStart : performance.now();
+    this.#missFd = -1;
+    return new Promise<number>((resolve, reject) => {
       const onAbort = () => this.#settle(waiter, 0);
       const waiter: Waiter = {
         fd,
         events,
-        resolve,
+        resolve: (revents) => {
+          if (revents !== 0) this.#learn(fd, (performance.now() - began) * 1000);
+          resolve(revents);
+        },
         reject,
         cleanup: () => signal?.removeEventListener("abort", onAbort),
       };
@@ -82,12 +314,11 @@ export class FdPoller {
    * Throws XenCallError("poll") on other failures.
    */
   pollNow(fd: number, events: number, timeoutMs = 0): number {
-    const entry = new Uint8Array(POLLFD_SIZE);
-    const view = new DataView(entry.buffer);
-    writePollFd(view, 0, fd, events);
+    const entry = this.#one, view = this.#oneView;
     for (;;) {
+      writePollFd(view, 0, fd, events);
       const result = this.#libs.libc.symbols.poll(entry, 1n, timeoutMs);
-      if (result >= 0) return view.getInt16(6, true);
+      if (result >= 0) return result === 0 ? 0 : view.getInt16(6, true);
       const errno = this.#libs.errno();
       if (errno !== EINTR) throw new XenCallError("poll", errno);
     }
@@ -171,6 +402,36 @@ function writePollFd(view: DataView, index: number, fd: number, events: number):
   view.setInt32(index * POLLFD_SIZE, fd, true);
   view.setInt16(index * POLLFD_SIZE + 4, events, true);
   view.setInt16(index * POLLFD_SIZE + 6, 0, true);
+}
+
+/** Throws XenUsageError unless `value` is an integer from 0 to INLINE_WAIT_LIMIT_US. */
+function checkInlineUs(what: string, value: number): number {
+  if (!Number.isInteger(value) || value < 0 || value > INLINE_WAIT_LIMIT_US) {
+    throw new XenUsageError(
+      `${what} must be an integer from 0 to ${INLINE_WAIT_LIMIT_US} (microseconds), got ${
+        String(value)
+      }`,
+    );
+  }
+  return value;
+}
+
+/**
+ * XENCHAN_INLINE_WAIT_US when it is set, readable (Deno: --allow-env) and a
+ * valid cap, else INLINE_WAIT_DEFAULT_US. Never throws.
+ */
+function defaultInlineWaitUs(): number {
+  let text: string | undefined;
+  try {
+    text = process.env.XENCHAN_INLINE_WAIT_US;
+  } catch {
+    return INLINE_WAIT_DEFAULT_US;
+  }
+  if (text === undefined || text.trim() === "") return INLINE_WAIT_DEFAULT_US;
+  const value = Number(text);
+  return Number.isInteger(value) && value >= 0 && value <= INLINE_WAIT_LIMIT_US
+    ? value
+    : INLINE_WAIT_DEFAULT_US;
 }
 
 let shared: FdPoller | undefined;

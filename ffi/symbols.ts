@@ -205,6 +205,11 @@ export const LIBC = {
   __errno_location: { args: [], returns: "pointer" },
   // int poll(struct pollfd *fds, nfds_t nfds, int timeout)
   poll: { args: ["buffer", "u64", "i32"], returns: "i32" },
+  // int ppoll(struct pollfd *fds, nfds_t nfds, const struct timespec *tmo_p,
+  //           const sigset_t *sigmask): the bounded inline wait of ffi/poller.ts
+  ppoll: { args: ["buffer", "u64", "buffer", "pointer"], returns: "i32" },
+  // int sched_yield(void): lets a peer that was just woken on this CPU answer first
+  sched_yield: { args: [], returns: "i32" },
   // int eventfd(unsigned int initval, int flags)
   eventfd: { args: ["u32", "i32"], returns: "i32" },
   // ssize_t read(int fd, void *buf, size_t count)

@@ -118,7 +118,7 @@ describe("xenchan bench rows", () => {
     assert.deepEqual(benchOptions({ only: ["abi_scan,doorbell"], skip: ["doorbell"] }).suites, [
       "abi_scan",
     ]);
-    assert.equal(benchOptions({}).suites.length, 6);
+    assert.equal(benchOptions({}).suites.length, 7);
     assert.throws(() => benchOptions({ only: ["vchan"], skip: ["vchan"] }), /left no suite/);
   });
 

@@ -1,7 +1,9 @@
 /**
  * The FFI poller on the host with real eventfds: several pollers wait at
  * once without mixing up their answers, close() cancels waits, and waiting
- * never blocks the event loop.
+ * never blocks the event loop; the inline wait (ready fds at once, a
+ * bounded ppoll learned from recent waits, capped, configurable) stays
+ * within its bounds.
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
@@ -9,7 +11,7 @@ import { EventFd } from "../ffi/eventfd.ts";
 import { loadLibc } from "../ffi/load.ts";
 import { FdPoller } from "../ffi/poller.ts";
 import { POLLIN } from "../core/driver.ts";
-import { ClosedHandleError } from "../core/errors.ts";
+import { ClosedHandleError, XenUsageError } from "../core/errors.ts";
 
 describe("FdPoller", () => {
   it("two pollers wait at once and each gets its own fd's answer", async () => {
@@ -56,6 +58,81 @@ describe("FdPoller", () => {
       assert.equal(await waiting, POLLIN);
       clearInterval(timer);
       assert.ok(ticks >= 5, `only ${ticks} timer ticks during a 150 ms wait`);
+    } finally {
+      poller.close();
+    }
+  });
+
+  it("a ready fd resolves without parking; the cap is validated and 0 turns inline waits off", async () => {
+    const libs = await loadLibc();
+    const poller = new FdPoller(libs, 0);
+    using efd = await EventFd.create();
+    try {
+      assert.equal(poller.inlineWaitMaxUs, 0);
+      efd.signal();
+      assert.equal(poller.tryInline(efd.fd, POLLIN), POLLIN);
+      assert.equal(await poller.wait(efd.fd, POLLIN), POLLIN);
+      assert.deepEqual(poller.stats, { ready: 2, inlineHits: 0, inlineMisses: 0, parked: 0 });
+      assert.equal(efd.read(), 1n);
+      assert.equal(poller.tryInline(efd.fd, POLLIN), 0, "nothing ready, nothing waited for");
+      for (const bad of [-1, 1.5, Number.NaN, 1_000_001]) {
+        assert.throws(() => poller.setInlineWait(bad), XenUsageError);
+        assert.throws(() => new FdPoller(libs, bad), XenUsageError);
+      }
+      assert.equal(poller.inlineWaitMaxUs, 0, "a refused cap leaves the old one");
+      poller.setInlineWait(500);
+      assert.equal(poller.inlineWaitMaxUs, 500);
+    } finally {
+      poller.close();
+    }
+  });
+
+  it("after a quick wait the next one waits inline, bounded by twice the time learned, then parks", async () => {
+    // A cap of a second: whatever the machine's load, the first wait is learned.
+    const poller = new FdPoller(await loadLibc(), 1_000_000);
+    using efd = await EventFd.create();
+    try {
+      // A first wait with nothing known parks; its answer time is learned.
+      const began = performance.now();
+      const first = poller.wait(efd.fd, POLLIN);
+      setTimeout(() => efd.signal(), 1);
+      assert.equal(await first, POLLIN);
+      const firstMs = performance.now() - began;
+      assert.equal(poller.stats.parked, 1);
+      efd.read();
+      // Nothing will arrive: the inline wait is bounded by the learned budget.
+      const t0 = performance.now();
+      assert.equal(poller.tryInline(efd.fd, POLLIN), 0);
+      const spent = performance.now() - t0;
+      assert.ok(spent < 2 * firstMs + 50, `inline wait took ${spent} ms, first wait ${firstMs} ms`);
+      assert.equal(poller.stats.inlineMisses, 1);
+      // The parked wait that follows still gets the answer.
+      const second = poller.wait(efd.fd, POLLIN, undefined, false);
+      efd.signal();
+      assert.equal(await second, POLLIN);
+      assert.equal(poller.waiting, 0);
+      // A ready fd with a budget resolves inline at once.
+      assert.equal(poller.tryInline(efd.fd, POLLIN), POLLIN);
+    } finally {
+      poller.close();
+    }
+  });
+
+  it("no inline wait while another wait is in flight", async () => {
+    const poller = new FdPoller(await loadLibc(), 1_000_000);
+    using a = await EventFd.create();
+    using b = await EventFd.create();
+    try {
+      const learn = poller.wait(b.fd, POLLIN);
+      b.signal();
+      await learn;
+      b.read();
+      const parked = poller.wait(a.fd, POLLIN);
+      const t0 = performance.now();
+      assert.equal(poller.tryInline(b.fd, POLLIN), 0);
+      assert.ok(performance.now() - t0 < 500, "tryInline must only look while a wait is parked");
+      a.signal();
+      assert.equal(await parked, POLLIN);
     } finally {
       poller.close();
     }

@@ -151,13 +151,16 @@ export abstract class AbiBase implements EventAbi {
     }
     if (budget === 0) return 0;
     const off = this.upcallOff[vcpu];
+    // An int32 limit keeps the scans' `done === budget` an integer compare;
+    // 2^31 - 1 deliveries in one scan is as good as no limit.
+    const limit = budget > 0x7fffffff ? 0x7fffffff : budget;
     let done = 0;
     this.inScan[vcpu] = 1;
     try {
       do {
         this.u8[off] = 0;
-        done += this.handle(vcpu, deliver, budget - done);
-      } while (this.u8[off] !== 0 && done < budget);
+        done += this.handle(vcpu, deliver, (limit - done) | 0);
+      } while (this.u8[off] !== 0 && done < limit);
     } finally {
       this.inScan[vcpu] = 0;
     }

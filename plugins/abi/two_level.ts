@@ -103,11 +103,22 @@ export class TwoLevelAbi extends BitmapAbi {
         const hi = H === 2 ? i32[P + k + 1] & cm[C + k + 1] & ~i32[M + k + 1] : 0;
         // The start word is scanned in two parts: first from start_bit_idx up,
         // then (on the wrap-around) whole.
-        let b = wi === startW && i === 0 ? startB : 0;
-        do {
-          const bb = firstSetFrom(lo, hi, b);
-          if (bb < 0) break;
-          const port = wi * W + bb, j = port >>> 5, bit = 1 << (port & 31);
+        const b = wi === startW && i === 0 ? startB : 0;
+        // The snapshot's bits at index >= b, low half first (Linux's MASK_LSBS
+        // walk, clearing each visited bit from a local copy instead).
+        let rlo = b < 32 ? lo & (-1 << b) : 0;
+        let rhi = b < 32 ? hi : hi & (-1 << (b - 32));
+        const base = wi * W;
+        while ((rlo | rhi) !== 0) {
+          let bb: number;
+          if (rlo !== 0) {
+            bb = 31 - Math.clz32(rlo & -rlo);
+            rlo &= rlo - 1;
+          } else {
+            bb = 63 - Math.clz32(rhi & -rhi);
+            rhi &= rhi - 1;
+          }
+          const port = base + bb, j = port >>> 5, bit = 1 << (port & 31);
           if ((i32[P + j] & bit) !== 0 && (i32[M + j] & bit) === 0 && (cm[C + j] & bit) !== 0) {
             if (done === budget) {
               this.putBack(v, sel, pwLo, pwHi, curW, curB);
@@ -117,11 +128,11 @@ export class TwoLevelAbi extends BitmapAbi {
             done++;
             deliver(port);
           }
-          b = bb + 1 === W ? 0 : bb + 1;
           // "Next caller starts at last processed + 1"
-          curW = b !== 0 ? wi : (wi + 1) & (W - 1);
-          curB = b;
-        } while (b !== 0);
+          const nb = bb + 1 === W ? 0 : bb + 1;
+          curW = nb !== 0 ? wi : (wi + 1) & (W - 1);
+          curB = nb;
+        }
         if (wi !== startW || i !== 0) { // "Scan start_l1i twice; all others once."
           if (wi < 32) pwLo &= ~(1 << wi);
           else pwHi &= ~(1 << (wi - 32));
