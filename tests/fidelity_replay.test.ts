@@ -12,6 +12,12 @@ import assert from "node:assert/strict";
 import { divergenceReport, FIXTURE_VERSION, summaryLine } from "./fidelity/compare.ts";
 import { fixturePath, readFixture, replayOnSim } from "./fidelity/fixture_io.ts";
 import { DOM0_LOOPBACK, laneSequence, laneTag } from "./fidelity/lanes.ts";
+import {
+  DOM0_XENSTORE,
+  replayXsOnSim,
+  xsLaneSequence,
+  type XsStartState,
+} from "./fidelity/xs_lane.ts";
 
 const lane = DOM0_LOOPBACK;
 
@@ -38,4 +44,33 @@ describe("fidelity replay", () => {
       "every recorded sequence has at least 50 operations",
     );
   });
+});
+
+describe("fidelity replay: XenStore", () => {
+  // 10,000 simulated XenStore requests, each followed by a yield to the event loop: ~30 s.
+  it(
+    `the simulated xenstored reproduces every trace recorded on C xenstored ${
+      laneTag(DOM0_XENSTORE)
+    }`,
+    { timeout: 300_000 },
+    async () => {
+      const fixture = readFixture<XsStartState>(DOM0_XENSTORE);
+      assert.ok(fixture, `missing fixture ${fixturePath(DOM0_XENSTORE)}`);
+      assert.equal(fixture.version, FIXTURE_VERSION, "fixture recorded by another engine version");
+      assert.equal(fixture.lane, DOM0_XENSTORE.name);
+      const result = await replayXsOnSim(DOM0_XENSTORE, fixture.sequences);
+      const line = summaryLine(result.sequences, result.operations, result.failures.length);
+      console.log(`${line} (${DOM0_XENSTORE.name}; recorded on ${fixture.recordedOn})`);
+      const reports = result.failures.slice(0, 5).map((f) => {
+        const ops = xsLaneSequence(DOM0_XENSTORE, f.seed).slice(0, f.divergence.index + 1);
+        return divergenceReport(f.seed, ops, f.divergence);
+      });
+      assert.equal(result.failures.length, 0, `${line}\n${reports.join("\n\n")}`);
+      assert.ok(result.sequences >= 200, `only ${result.sequences} sequences recorded`);
+      assert.ok(
+        fixture.sequences.every((s) => s.length >= 50),
+        "every recorded sequence has at least 50 operations",
+      );
+    },
+  );
 });

@@ -14,16 +14,18 @@ import type { Divergence } from "./compare.ts";
 import type { Dom0StartState } from "./lanes.ts";
 
 /** The fixture file of a lane: its name with spaces as underscores. */
-export function fixturePath(lane: LaneSpec): string {
+export function fixturePath(lane: { readonly name: string }): string {
   const file = `${lane.name.replaceAll(" ", "_")}.json`;
   return fileURLToPath(new URL(`./fixtures/${file}`, import.meta.url));
 }
 
 /** The committed fixture of `lane`, or null when there is none. Throws on a damaged file. */
-export function readFixture(lane: LaneSpec): LaneFixture | null {
+export function readFixture<S = Dom0StartState>(
+  lane: { readonly name: string },
+): LaneFixture<S> | null {
   const path = fixturePath(lane);
   if (!existsSync(path)) return null;
-  return JSON.parse(readFileSync(path, "utf8")) as LaneFixture;
+  return JSON.parse(readFileSync(path, "utf8")) as LaneFixture<S>;
 }
 
 /** One sequence that diverged on replay. */

@@ -43,7 +43,7 @@ export const DOM0_LOOPBACK: LaneSpec = {
 };
 
 /** The test-name tag of a lane, counted by scripts/lib/junit.mjs. */
-export function laneTag(lane: LaneSpec): string {
+export function laneTag(lane: { readonly name: string }): string {
   return `[fidelity:${lane.name}]`;
 }
 
