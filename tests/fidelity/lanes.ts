@@ -8,9 +8,20 @@
  *
  * @module
  */
+import { spawn } from "node:child_process";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
 import { type OpenOptions, SimHypervisor } from "../../mod.ts";
-import { DOM0_LOOPBACK_WEIGHTS, generateSequence, type Op, type OpWeights } from "./ops.ts";
-import type { RunTarget, RunTimings } from "./run.ts";
+import { PeerExecutor } from "../helpers/peer.ts";
+import type { PeerCommand, PeerOutcome } from "../helpers/peer.ts";
+import {
+  DOM0_KILL_WEIGHTS,
+  DOM0_LOOPBACK_WEIGHTS,
+  generateSequence,
+  type Op,
+  type OpWeights,
+} from "./ops.ts";
+import type { PeerLink, RunTarget, RunTimings } from "./run.ts";
 
 /** What a real dom0 kernel holds before any user-space program runs (measured, see fixtures). */
 export interface Dom0StartState {
@@ -42,6 +53,21 @@ export const DOM0_LOOPBACK: LaneSpec = {
   seedBase: 0x5eed0000,
 };
 
+/**
+ * The dom0 kill lane: the loopback operations plus a second dom0 process
+ * (the peer) that binds to the first one's ports, maps its grants (with
+ * unmap notifications) and is killed with SIGKILL while holding them; the
+ * first process records what it observes (notifications, cleared bytes,
+ * ports left without a peer).
+ */
+export const DOM0_KILL: LaneSpec = {
+  name: "dom0 kill",
+  weights: DOM0_KILL_WEIGHTS,
+  length: 50,
+  sequences: 200,
+  seedBase: 0x5e6a0000,
+};
+
 /** The test-name tag of a lane, counted by scripts/lib/junit.mjs. */
 export function laneTag(lane: { readonly name: string }): string {
   return `[fidelity:${lane.name}]`;
@@ -68,7 +94,93 @@ export function simTarget(start: Dom0StartState, timings?: RunTimings): RunTarge
     deferredEnd: () => {},
     beforeGrant: () => {},
     timings,
+    spawnPeer: () => {
+      const backend = hv.backend(0);
+      const executor = new PeerExecutor({ backend });
+      return Promise.resolve({
+        call: (cmd) => executor.execute(cmd),
+        kill: () => Promise.resolve(backend.crash()),
+      });
+    },
+    peerPendingMs: 1,
   };
+}
+
+/** How long the real peer waits for each further event while draining (ms). */
+export const REAL_PEER_PENDING_MS = 40;
+
+/** The peer's program (a child process in dom0). */
+const PEER_CHILD = fileURLToPath(new URL("./peer_child.ts", import.meta.url));
+
+/**
+ * Starts tests/fidelity/peer_child.ts under this runtime and resolves once
+ * it is ready. Rejects when it exits first.
+ */
+function spawnChildPeer(): Promise<PeerLink> {
+  const args = "Bun" in globalThis ? [PEER_CHILD] : ["run", "-A", "--no-check", PEER_CHILD];
+  const child = spawn(process.execPath, args, { stdio: ["pipe", "pipe", "inherit"] });
+  const waiting: ((line: string | null) => void)[] = [];
+  const lines: string[] = [];
+  let buffered = "";
+  let ended = false;
+  const exited = new Promise<void>((resolve) => child.on("exit", () => resolve()));
+  const deliver = (line: string | null) => {
+    const w = waiting.shift();
+    if (w) w(line);
+    else if (line !== null) lines.push(line);
+  };
+  child.stdout!.setEncoding("utf8");
+  child.stdout!.on("data", (d: string) => {
+    buffered += d;
+    for (let i = buffered.indexOf("\n"); i >= 0; i = buffered.indexOf("\n")) {
+      deliver(buffered.slice(0, i));
+      buffered = buffered.slice(i + 1);
+    }
+  });
+  child.stdout!.on("end", () => {
+    ended = true;
+    while (waiting.length) deliver(null);
+  });
+  const nextLine = () =>
+    new Promise<string | null>((resolve) => {
+      if (lines.length) resolve(lines.shift()!);
+      else if (ended) resolve(null);
+      else waiting.push(resolve);
+    });
+  const link: PeerLink = {
+    async call(cmd: PeerCommand): Promise<PeerOutcome> {
+      child.stdin!.write(JSON.stringify(cmd) + "\n");
+      const line = await nextLine();
+      if (line === null) throw new Error(`peer process ${child.pid} ended`);
+      return JSON.parse(line) as PeerOutcome;
+    },
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      await exited;
+    },
+  };
+  return nextLine().then((line) => {
+    if (line !== "ready") throw new Error(`peer process did not start: ${line}`);
+    return link;
+  });
+}
+
+/** The next real peer, started while the previous one ran (startup is seconds under TCG). */
+let sparePeer: Promise<PeerLink> | undefined;
+
+/** Takes the spare peer process (or starts one) and starts the next spare. */
+function takeChildPeer(): Promise<PeerLink> {
+  const peer = sparePeer ?? spawnChildPeer();
+  sparePeer = spawnChildPeer();
+  sparePeer.catch(() => {});
+  return peer;
+}
+
+/** Kills the spare peer process, if any (at the end of a lane's run). Never throws. */
+export async function closeSparePeer(): Promise<void> {
+  const spare = sparePeer;
+  sparePeer = undefined;
+  await spare?.then((p) => p.kill(), () => {});
 }
 
 /** Linux's deferred grant-end timer fires every HZ (1 s) while ends are pending; a margin more. */
@@ -113,5 +225,7 @@ export function ffiTarget(timings?: RunTimings): RunTarget {
       if (timings) timings.deferred += left;
     },
     timings,
+    spawnPeer: takeChildPeer,
+    peerPendingMs: REAL_PEER_PENDING_MS,
   };
 }

@@ -124,8 +124,39 @@ export interface CopySegmentOp {
   readonly len: number;
 }
 
+/**
+ * One operation of the second dom0 process (the peer: a child process in
+ * dom0 on real Xen, a second simulated dom0 process on the simulator),
+ * which the "dom0 kill" lane kills mid-sequence. Port and ref operands
+ * resolve against the same lists as the first process's (both processes
+ * are in dom0: one port space, one grant table); `m` is a slot into the
+ * peer's mappings.
+ */
+export type PeerOp =
+  | { readonly kind: "peerSpawn" }
+  | { readonly kind: "peerKill" }
+  | { readonly kind: "peerBindUnbound"; readonly domid: number }
+  | { readonly kind: "peerBindInterdomain"; readonly port: Operand }
+  | { readonly kind: "peerNotify"; readonly port: Operand }
+  | { readonly kind: "peerUnbind"; readonly port: Operand }
+  | { readonly kind: "peerDrain" }
+  | {
+    readonly kind: "peerMap";
+    readonly ref: Operand;
+    readonly writable: boolean;
+    readonly notify?: NotifyOperands;
+  }
+  | {
+    readonly kind: "peerPoke";
+    readonly m: number;
+    readonly offset: number;
+    readonly value: number;
+  }
+  | { readonly kind: "peerPeek"; readonly m: number; readonly offset: number }
+  | { readonly kind: "peerRelease"; readonly m: number };
+
 /** Every operation kind of the event channel and grant lanes. */
-export type Op = EventOp | GrantOp;
+export type Op = EventOp | GrantOp | PeerOp;
 
 /** The kind names of Op. */
 export type OpKind = Op["kind"];
@@ -275,6 +306,40 @@ export const DOM0_LOOPBACK_WEIGHTS: OpWeights = {
   peek: 4,
 };
 
+/**
+ * The dom0 kill lane's mix: the loopback operations, fewer, and the peer's,
+ * which binds to and maps what the first process made, and is killed
+ * (SIGKILL) while it holds them.
+ */
+export const DOM0_KILL_WEIGHTS: OpWeights = {
+  evtOpen: 1,
+  bindUnbound: 8,
+  bindInterdomain: 6,
+  notify: 8,
+  unmask: 4,
+  unbind: 3,
+  shrOpen: 0.5,
+  share: 5,
+  shareNotify: 3,
+  unshare: 2,
+  tblOpen: 0.5,
+  mapNotify: 2,
+  unmap: 2,
+  poke: 3,
+  peek: 6,
+  peerSpawn: 3,
+  peerKill: 1.2,
+  peerBindUnbound: 5,
+  peerBindInterdomain: 8,
+  peerNotify: 6,
+  peerUnbind: 2,
+  peerDrain: 5,
+  peerMap: 7,
+  peerPoke: 4,
+  peerPeek: 3,
+  peerRelease: 2,
+};
+
 /** Domids used as the peer: mostly dom0 (loopback), sometimes absent or reserved ones. */
 const PEER_DOMIDS: readonly number[] = [0, 0, 0, 0, 0, 0, 0, 0, 1, 7, 0x7ff0];
 
@@ -289,7 +354,8 @@ export interface GenerateOptions {
 /**
  * Generates one operation sequence from a seed: it starts by opening two
  * event channel handles, one share handle and one table handle (so later
- * slots resolve), then draws `length - 4` operations by weight. Pure: the
+ * slots resolve), and, in a lane with peer operations, starts the peer;
+ * then draws operations by weight up to `length`. Pure: the
  * same options give the same list. Throws RangeError for a length below 4.
  */
 export function generateSequence(options: GenerateOptions): Op[] {
@@ -301,6 +367,8 @@ export function generateSequence(options: GenerateOptions): Op[] {
   const ops: Op[] = [{ kind: "evtOpen" }, { kind: "evtOpen" }, { kind: "shrOpen" }, {
     kind: "tblOpen",
   }];
+  // A lane with a peer starts it fifth (its generator then draws length - 5).
+  if ((weights.peerSpawn ?? 0) > 0) ops.push({ kind: "peerSpawn" });
   const table = Object.fromEntries(
     Object.entries(weights).filter(([, w]) => (w ?? 0) > 0),
   ) as Record<OpKind, number>;
@@ -337,6 +405,34 @@ function copySide(rnd: SeededRandom, len: number): CopySide {
 
 function drawOp(rnd: SeededRandom, kind: OpKind): Op {
   switch (kind) {
+    case "peerSpawn":
+    case "peerKill":
+    case "peerDrain":
+      return { kind };
+    case "peerBindUnbound":
+      return { kind, domid: rnd.chance(0.9) ? 0 : rnd.pick([1, 0x7ff0]) };
+    case "peerBindInterdomain":
+    case "peerNotify":
+    case "peerUnbind":
+      return { kind, port: portOperand(rnd) };
+    case "peerMap":
+      return {
+        kind,
+        ref: refOperand(rnd),
+        writable: rnd.chance(0.8),
+        notify: rnd.chance(0.7) ? notifyOperands(rnd) : undefined,
+      };
+    case "peerPoke":
+      return {
+        kind,
+        m: slot(rnd),
+        offset: rnd.pick([0, 1, 100, 4088]),
+        value: rnd.int(1, 255),
+      };
+    case "peerPeek":
+      return { kind, m: slot(rnd), offset: rnd.pick([0, 1, 100, 4088]) };
+    case "peerRelease":
+      return { kind, m: slot(rnd) };
     case "evtOpen":
     case "shrOpen":
     case "tblOpen":

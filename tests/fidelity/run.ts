@@ -80,7 +80,9 @@ import {
   type NotifyOperands,
   type Op,
   type Operand,
+  type PeerOp,
 } from "./ops.ts";
+import type { PeerCommand, PeerOutcome } from "../helpers/peer.ts";
 
 /** The most handles of one kind a sequence opens (later opens are skipped). */
 export const MAX_HANDLES = 6;
@@ -101,6 +103,24 @@ export interface RunTarget {
   beforeGrant(): void;
   /** Where the time went, summed over every recorder on this target (optional). */
   readonly timings?: RunTimings;
+  /** Starts the peer process of a lane with peer operations (absent: they are skipped). */
+  readonly spawnPeer?: () => Promise<PeerLink>;
+  /** How long the peer waits for each further event when draining (ms). */
+  readonly peerPendingMs?: number;
+}
+
+/**
+ * The second dom0 process of the kill lane: PeerCommands executed by a
+ * PeerExecutor (tests/helpers/peer.ts) in another process.
+ */
+export interface PeerLink {
+  /** Runs one command there; rejects only when the process is unreachable. */
+  call(cmd: PeerCommand): Promise<PeerOutcome>;
+  /**
+   * Kills the process (SIGKILL; on the simulator its crash) and resolves
+   * once it is gone and its kernel released its handles. Idempotent.
+   */
+  kill(): Promise<void>;
 }
 
 /** Milliseconds a recording spent, summed: in all, and waiting (rule 2 and rule 5). */
@@ -130,6 +150,12 @@ const EVENTFUL: ReadonlySet<Op["kind"]> = new Set([
   "tblClose",
   "evtClose",
   "unbind",
+  "peerBindInterdomain",
+  "peerNotify",
+  "peerUnbind",
+  "peerMap",
+  "peerRelease",
+  "peerKill",
 ]);
 
 /** The text recorded for a thrown value. */
@@ -165,6 +191,12 @@ class World {
   /** Refs whose share was released while still mapped (Linux defers their end). */
   readonly deferred = new Set<number>();
   settleNeeded = false;
+  /** The peer process (kill lane), while it lives. */
+  peer: PeerLink | undefined;
+  /** Peer processes started so far. */
+  peers = 0;
+  /** The peer's mappings: its id, the refs (dom0's), whether writable and released. */
+  readonly peerMaps: { id: number; refs: number[]; writable: boolean; released: boolean }[] = [];
 
   port(o: Operand): number {
     if ("lit" in o) return o.lit;
@@ -219,7 +251,12 @@ class World {
 
   /** A mapping went away (unmap or its handle closed): ends deferred grants. */
   dropMapping(t: Tracked<GrantMapping>): void {
-    for (const ref of t.refs) {
+    this.dropRefs(t.refs);
+  }
+
+  /** Mappings of dom0's `refs` went away (by either process): ends deferred grants. */
+  dropRefs(refs: readonly number[]): void {
+    for (const ref of refs) {
       const n = (this.mapped.get(ref) ?? 1) - 1;
       if (n > 0) {
         this.mapped.set(ref, n);
@@ -261,6 +298,7 @@ const GRANT_REF_OPS: ReadonlySet<Op["kind"]> = new Set([
   "mapDomain",
   "mapNotify",
   "copy",
+  "peerMap",
 ]);
 
 /** The events of a trace entry (`e<handle>:<port>` texts), in recorded order. */
@@ -296,7 +334,7 @@ export class TraceRecorder {
     const t0 = performance.now();
     const world = this.#world;
     if (GRANT_REF_OPS.has(op.kind)) this.#target.beforeGrant();
-    const [call, out] = await execute(world, op, this.#target.options);
+    const [call, out] = await execute(world, op, this.#target);
     const succeeded = EVENTFUL.has(op.kind) && !out.startsWith("!") && !out.startsWith("skip");
     const events = drain(world, this.#target, expected, succeeded);
     if (world.settleNeeded) {
@@ -307,6 +345,23 @@ export class TraceRecorder {
     this.trace.push(e);
     if (this.#target.timings) this.#target.timings.total += performance.now() - t0;
     return e;
+  }
+
+  /**
+   * Kills the peer if one lives (the kill lane's sequences end so), as a
+   * `peerKill` step waiting for `expected`; returns its entry, or null when
+   * no peer lives (nothing is recorded).
+   */
+  async endPeer(expected: readonly string[] = []): Promise<TraceEntry | null> {
+    if (!this.#world.peer) return null;
+    return await this.step({ kind: "peerKill" }, expected);
+  }
+
+  /** Kills the peer without recording (cleanup after an engine error). Never throws. */
+  async abandonPeer(): Promise<void> {
+    const peer = this.#world.peer;
+    this.#world.peer = undefined;
+    await peer?.kill().catch(() => {});
   }
 
   /**
@@ -351,7 +406,9 @@ export async function recordTrace(ops: readonly Op[], target: RunTarget): Promis
   const rec = new TraceRecorder(target);
   try {
     for (const op of ops) await rec.step(op);
+    await rec.endPeer();
   } finally {
+    await rec.abandonPeer();
     rec.finish();
   }
   return rec.trace;
@@ -378,8 +435,12 @@ export async function recordLockstep(
   const s = new TraceRecorder(sim);
   try {
     for (const op of ops) await r.step(op, entryEvents(await s.step(op)));
+    const simKill = await s.endPeer();
+    await r.endPeer(simKill ? entryEvents(simKill) : []);
     r.finish(entryEvents(s.finish()));
   } finally {
+    await s.abandonPeer();
+    await r.abandonPeer();
     s.finish();
     r.finish();
   }
@@ -485,7 +546,8 @@ function pendingOrError(h: EventChannels, timeoutMs: number, got: string[], i: n
 
 type Outcome = readonly [call: string, out: string];
 
-async function execute(world: World, op: Op, options: OpenOptions): Promise<Outcome> {
+async function execute(world: World, op: Op, target: RunTarget): Promise<Outcome> {
+  const options = target.options;
   switch (op.kind) {
     case "evtOpen":
       if (world.evt.length >= MAX_HANDLES) return ["evtOpen", "skip"];
@@ -500,6 +562,7 @@ async function execute(world: World, op: Op, options: OpenOptions): Promise<Outc
       world.tbl.push(await openGrantTable(options));
       return [`tblOpen`, `t${world.tbl.length - 1}`];
     default:
+      if (op.kind.startsWith("peer")) return await peerOp(world, op as PeerOp, target);
       return executeSync(world, op);
   }
 }
@@ -534,6 +597,138 @@ function executeSync(world: World, op: Op): Outcome {
       return eventOp(world, op);
     default:
       return grantOp(world, op);
+  }
+}
+
+/** The text of a peer's outcome: its value, or its error's class and errno name. */
+function peerText(r: PeerOutcome, value: (v: unknown) => string = () => "ok"): string {
+  if (!r.ok) return `!${r.error.name}${r.error.code ? `:${r.error.code}` : ""}`;
+  return value(r.value);
+}
+
+/** Most events one peerDrain takes (a runaway guard). */
+const MAX_PEER_DRAIN = 32;
+
+/**
+ * The peer's operations (kill lane). The peer's ports join the port list
+ * and its mappings of dom0's refs count as mappings for the deferred-end
+ * rule (normalisation rule 5), like the first process's. Operations while
+ * no peer lives are recorded as `nopeer`; a killed peer's mappings are
+ * released by its kernel.
+ */
+async function peerOp(world: World, op: PeerOp, target: RunTarget): Promise<Outcome> {
+  if (!target.spawnPeer) return [op.kind, "skip"];
+  if (op.kind === "peerSpawn") {
+    if (world.peer) return ["P.spawn()", "alive"];
+    world.peer = await target.spawnPeer();
+    world.peers++;
+    return ["P.spawn()", `P${world.peers - 1}`];
+  }
+  const peer = world.peer;
+  if (!peer) return [`P.${op.kind[4].toLowerCase()}${op.kind.slice(5)}`, "nopeer"];
+  switch (op.kind) {
+    case "peerKill": {
+      world.peer = undefined;
+      await peer.kill();
+      for (const m of world.peerMaps) {
+        if (m.released) continue;
+        m.released = true;
+        world.dropRefs(m.refs);
+      }
+      return ["P.kill()", "ok"];
+    }
+    case "peerBindUnbound":
+      return [
+        `P.bindUnboundPort(${op.domid})`,
+        peerText(await peer.call({ op: "bindUnbound", domid: op.domid }), (v) => {
+          world.ports.push(v as number);
+          return `=${v}`;
+        }),
+      ];
+    case "peerBindInterdomain": {
+      const port = world.port(op.port);
+      return [
+        `P.bindInterdomain(0,${port})`,
+        peerText(await peer.call({ op: "bindInterdomain", domid: 0, port }), (v) => {
+          world.ports.push(v as number);
+          return `=${v}`;
+        }),
+      ];
+    }
+    case "peerNotify": {
+      const port = world.port(op.port);
+      return [`P.notify(${port})`, peerText(await peer.call({ op: "notify", port }))];
+    }
+    case "peerUnbind": {
+      const port = world.port(op.port);
+      return [`P.unbind(${port})`, peerText(await peer.call({ op: "unbind", port }))];
+    }
+    case "peerDrain": {
+      const got: number[] = [];
+      for (let i = 0; i < MAX_PEER_DRAIN; i++) {
+        const r = await peer.call({ op: "pending", timeoutMs: target.peerPendingMs ?? 1 });
+        if (!r.ok) return ["P.drain()", `[${got.sort((a, b) => a - b).join(",")}] ${peerText(r)}`];
+        if (r.value === null) break;
+        got.push(r.value as number);
+        const u = await peer.call({ op: "unmask", port: r.value as number });
+        if (!u.ok) return ["P.drain()", `[${got.join(",")}] unmask ${peerText(u)}`];
+      }
+      return ["P.drain()", `[${got.sort((a, b) => a - b).join(",")}]`];
+    }
+    case "peerMap": {
+      const ref = world.ref(op.ref);
+      const n = op.notify ? notifyOptions(world, op.notify, op.writable) : undefined;
+      const call = `P.map(0,${world.refText(ref)},${n ? notifyText(n) : `{w:${op.writable}}`})`;
+      const notify = n ? { offset: n.notifyOffset, port: n.notifyPort } : undefined;
+      const r = await peer.call({
+        op: "map",
+        domid: 0,
+        refs: [ref],
+        writable: op.writable,
+        notify,
+      });
+      return [
+        call,
+        peerText(r, (v) => {
+          world.peerMaps.push({
+            id: v as number,
+            refs: [ref],
+            writable: op.writable,
+            released: false,
+          });
+          world.mapped.set(ref, (world.mapped.get(ref) ?? 0) + 1);
+          return `pm${world.peerMaps.length - 1}`;
+        }),
+      ];
+    }
+    case "peerPoke":
+    case "peerPeek":
+    case "peerRelease": {
+      const m = pick(world.peerMaps, op.m, (x) => !x.released);
+      if (!m) return [`P.${op.kind[4].toLowerCase()}${op.kind.slice(5)}`, "skip"];
+      const name = `pm${world.peerMaps.indexOf(m)}`;
+      if (op.kind === "peerRelease") {
+        const call = `${name}.unmap()`;
+        if (m.released) return [call, "released"];
+        const r = await peer.call({ op: "release", id: m.id });
+        if (r.ok) {
+          m.released = true;
+          world.dropRefs(m.refs);
+        }
+        return [call, peerText(r)];
+      }
+      const call = op.kind === "peerPoke"
+        ? `${name}.poke(${op.offset},${op.value})`
+        : `${name}.peek(${op.offset})`;
+      if (m.released) return [call, "released"];
+      if (op.kind === "peerPeek") {
+        const r = await peer.call({ op: "read", id: m.id, offset: op.offset, length: 8 });
+        return [call, peerText(r, (v) => hex(Uint8Array.from(v as number[])))];
+      }
+      if (!m.writable) return [call, "skip read-only"];
+      const bytes = Array.from({ length: 8 }, (_, i) => (op.value + i) & 0xff);
+      return [call, peerText(await peer.call({ op: "write", id: m.id, offset: op.offset, bytes }))];
+    }
   }
 }
 
