@@ -51,7 +51,19 @@ export function xsLaneSequence(lane: XsLaneSpec, seed: number, length = lane.len
 export function simXsTarget(): XsTarget {
   const hv = new SimHypervisor();
   const backend = hv.backend(0);
-  return { open: () => openXenStore({ backend }) };
+  return { open: () => openXenStore({ backend }), settle: microtaskTurns };
+}
+
+/**
+ * The simulated daemon answers and fires watches in microtasks, so its
+ * events are with the iterators a few microtask turns after the round
+ * trips; SIM_SETTLE_TURNS is many more than that (the host replay checks
+ * the outcome against real Xen's trace either way).
+ */
+const SIM_SETTLE_TURNS = 32;
+
+async function microtaskTurns(): Promise<void> {
+  for (let i = 0; i < SIM_SETTLE_TURNS; i++) await Promise.resolve();
 }
 
 /** The real daemon through the FFI backend's XenStore transport (the socket as xs_open). */

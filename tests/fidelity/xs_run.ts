@@ -61,6 +61,11 @@ const REGISTRATION_WAIT_MS = 10_000;
 export interface XsTarget {
   /** Opens one new dom0 connection to the daemon. */
   open(): Promise<XenStore>;
+  /**
+   * Lets the client's watch iterators run after the round trips of rule 2
+   * (default: one macrotask turn).
+   */
+  settle?(): Promise<void>;
 }
 
 /** The scratch node of a sequence (normalisation rule 1). */
@@ -196,7 +201,7 @@ export class XsRecorder {
       if (c.closed || !c.watches.some((w) => !w.done)) continue;
       await c.store.getPermissions("/").catch(() => {});
     }
-    await yieldToLoop();
+    await (this.#target.settle?.() ?? yieldToLoop());
     const out: string[] = [...early];
     for (const c of this.#conns) {
       for (const w of c.watches) {
