@@ -624,8 +624,37 @@ async function peerOp(world: World, op: PeerOp, target: RunTarget): Promise<Outc
     world.peers++;
     return ["P.spawn()", `P${world.peers - 1}`];
   }
-  const peer = world.peer;
-  if (!peer) return [`P.${op.kind[4].toLowerCase()}${op.kind.slice(5)}`, "nopeer"];
+  const live = world.peer;
+  if (!live) return [`P.${op.kind[4].toLowerCase()}${op.kind.slice(5)}`, "nopeer"];
+  // A peer process that died by itself is recorded (`!PeerDied`) and counts as killed.
+  const peer: PeerLink = {
+    call: (cmd) =>
+      live.call(cmd).catch(async (error) => {
+        await live.kill();
+        if (world.peer === live) world.peer = undefined;
+        for (const m of world.peerMaps) {
+          if (m.released) continue;
+          m.released = true;
+          world.dropRefs(m.refs);
+        }
+        throw error;
+      }),
+    kill: () => live.kill(),
+  };
+  try {
+    return await peerStep(world, op, target, peer);
+  } catch (error) {
+    if (world.peer === live) throw error;
+    return [`P.${op.kind.slice(4)}`, `!PeerDied`];
+  }
+}
+
+async function peerStep(
+  world: World,
+  op: Exclude<PeerOp, { kind: "peerSpawn" }>,
+  target: RunTarget,
+  peer: PeerLink,
+): Promise<Outcome> {
   switch (op.kind) {
     case "peerKill": {
       world.peer = undefined;
