@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { firstDivergence, type LaneFixture, type RecordedSequence } from "./compare.ts";
 import { laneSequence, type LaneSpec, simTarget } from "./lanes.ts";
-import { recordTrace } from "./run.ts";
+import { recordTrace, type RunTarget } from "./run.ts";
 import type { Divergence } from "./compare.ts";
 import type { Dom0StartState } from "./lanes.ts";
 
@@ -46,17 +46,18 @@ export interface ReplayResult {
  * compares the traces. Throws only for an engine error (a generator that no
  * longer reproduces the recorded operations shows up as a divergence).
  */
-export async function replayOnSim(
+export async function replayOnSim<S extends Dom0StartState>(
   lane: LaneSpec,
-  start: Dom0StartState,
+  start: S,
   sequences: readonly RecordedSequence[],
+  target: (start: S) => RunTarget = simTarget,
 ): Promise<ReplayResult> {
   const failures: ReplayFailure[] = [];
   let operations = 0;
   for (const rec of sequences) {
     const ops = laneSequence(lane, rec.seed, rec.length);
     operations += ops.length;
-    const trace = await recordTrace(ops, simTarget(start));
+    const trace = await recordTrace(ops, target(start));
     const divergence = firstDivergence(rec.trace, trace);
     if (divergence) failures.push({ seed: rec.seed, divergence });
   }

@@ -17,6 +17,8 @@ import type { PeerCommand, PeerOutcome } from "../helpers/peer.ts";
 import {
   DOM0_KILL_WEIGHTS,
   DOM0_LOOPBACK_WEIGHTS,
+  DOMU_PEER_DOMIDS,
+  DOMU_WEIGHTS,
   generateSequence,
   type Op,
   type OpWeights,
@@ -42,6 +44,8 @@ export interface LaneSpec {
   readonly sequences: number;
   /** Seed of sequence i is seedBase + i. */
   readonly seedBase: number;
+  /** The peer domids dom0's operations draw from (default: the loopback lane's). */
+  readonly peerDomids?: readonly number[];
 }
 
 /** The dom0 loopback lane. */
@@ -68,6 +72,28 @@ export const DOM0_KILL: LaneSpec = {
   seedBase: 0x5e6a0000,
 };
 
+/**
+ * The domU lane: dom0 and a real PV guest. The guest runs the peer agent
+ * (tests/fixtures/domu_agent.ts) and executes the peer operations sent
+ * through XenStore (tests/helpers/peer_rpc.ts); dom0's operations name the
+ * guest with the GUEST domid operand. A sequence ends by closing the
+ * agent's handles (a kill restarts the agent, seconds in a guest, so kills
+ * are rare here).
+ */
+export const DOMU: LaneSpec = {
+  name: "domU",
+  weights: DOMU_WEIGHTS,
+  length: 50,
+  sequences: 200,
+  seedBase: 0x5e700000,
+  peerDomids: DOMU_PEER_DOMIDS,
+};
+
+/** The start state of the domU lane: dom0's, and the ports the guest kernel holds. */
+export interface DomUStartState extends Dom0StartState {
+  readonly guestKernelPorts: readonly number[];
+}
+
 /** The test-name tag of a lane, counted by scripts/lib/junit.mjs. */
 export function laneTag(lane: { readonly name: string }): string {
   return `[fidelity:${lane.name}]`;
@@ -75,7 +101,7 @@ export function laneTag(lane: { readonly name: string }): string {
 
 /** The operations of sequence `index` of `lane`. */
 export function laneSequence(lane: LaneSpec, seed: number, length = lane.length): Op[] {
-  return generateSequence({ seed, length, weights: lane.weights });
+  return generateSequence({ seed, length, weights: lane.weights, peerDomids: lane.peerDomids });
 }
 
 /**
@@ -103,6 +129,70 @@ export function simTarget(start: Dom0StartState, timings?: RunTimings): RunTarge
       });
     },
     peerPendingMs: 1,
+  };
+}
+
+/**
+ * A fresh simulated dom0 and guest for one domU sequence: the guest is a
+ * new domain whose kernel holds `start.guestKernelPorts`, the peer a
+ * process in it (kill: its crash). Throws XenUsageError for a start state
+ * the simulator refuses.
+ */
+export function simDomUTarget(start: DomUStartState, timings?: RunTimings): RunTarget {
+  const hv = new SimHypervisor({
+    dom0: { kernelPorts: start.kernelPorts, kernelVirqs: start.kernelVirqs },
+  });
+  const guest = hv.createDomain({ kernelPorts: start.guestKernelPorts });
+  return {
+    options: { backend: hv.backend(0) },
+    waitMs: 0,
+    graceMs: 0,
+    deferredEnd: () => {},
+    beforeGrant: () => {},
+    timings,
+    spawnPeer: () => {
+      const backend = hv.backend(guest);
+      const executor = new PeerExecutor({ backend });
+      return Promise.resolve({
+        call: (cmd) => executor.execute(cmd),
+        kill: () => Promise.resolve(backend.crash()),
+      });
+    },
+    peerPendingMs: 1,
+    peerDomid: guest,
+    peerEnd: "close",
+  };
+}
+
+/** When the guest kernel's pending deferred grant ends surely completed (performance.now()). */
+let guestGrantsQuietAt = 0;
+
+/**
+ * The real domU target: dom0 through the FFI backend, the guest agent
+ * through `peer` (a link whose kill restarts the agent and resolves once
+ * the fresh one answers; spawn hands out the same link). Waits for
+ * deferred grant ends in both kernels as ffiTarget does in dom0's.
+ */
+export function ffiDomUTarget(
+  peer: PeerLink,
+  guestDomid: number,
+  timings?: RunTimings,
+): RunTarget {
+  return {
+    ...ffiTarget(timings),
+    spawnPeer: () => Promise.resolve(peer),
+    peerPendingMs: REAL_PEER_PENDING_MS,
+    peerDomid: guestDomid,
+    peerEnd: "close",
+    peerDeferredEnd: () => {
+      guestGrantsQuietAt = performance.now() + DEFERRED_GRANT_SETTLE_MS;
+    },
+    beforePeerGrant: () => {
+      const left = guestGrantsQuietAt - performance.now();
+      if (left <= 0) return;
+      sleepSync(Math.ceil(left));
+      if (timings) timings.deferred += left;
+    },
   };
 }
 

@@ -153,7 +153,11 @@ export type PeerOp =
     readonly value: number;
   }
   | { readonly kind: "peerPeek"; readonly m: number; readonly offset: number }
-  | { readonly kind: "peerRelease"; readonly m: number };
+  | { readonly kind: "peerRelease"; readonly m: number }
+  /** The peer shares one page with dom0 (domU lane: dom0 maps it with domid GUEST). */
+  | { readonly kind: "peerShare"; readonly writable: boolean; readonly notify?: NotifyOperands }
+  /** The peer closes every handle (its kernel cleans up as on close()). */
+  | { readonly kind: "peerClose" };
 
 /** Every operation kind of the event channel and grant lanes. */
 export type Op = EventOp | GrantOp | PeerOp;
@@ -343,12 +347,70 @@ export const DOM0_KILL_WEIGHTS: OpWeights = {
 /** Domids used as the peer: mostly dom0 (loopback), sometimes absent or reserved ones. */
 const PEER_DOMIDS: readonly number[] = [0, 0, 0, 0, 0, 0, 0, 0, 1, 7, 0x7ff0];
 
+/**
+ * The domid operand that names the guest of the domU lane (resolved at run
+ * time to the guest's domid, which differs between boots and from the
+ * simulator's; the trace writes it `G`).
+ */
+export const GUEST = -1;
+
+/**
+ * The domU lane's peer domids: mostly the guest, sometimes dom0 itself and
+ * a domid no harness guest ever gets (guests are numbered from 1 upwards,
+ * so small literals could name the guest).
+ */
+export const DOMU_PEER_DOMIDS: readonly number[] = [GUEST, GUEST, GUEST, GUEST, GUEST, 0, 0x7fe0];
+
+/**
+ * The domU lane's mix: dom0's operations towards the guest, the guest
+ * agent's (binds to dom0's ports, maps of dom0's grants, shares of its own
+ * pages that dom0 maps), rare kills (an agent restart costs seconds in a
+ * guest under TCG), and fewer peer operations than dom0's (each is a
+ * XenStore round trip to the guest).
+ */
+export const DOMU_WEIGHTS: OpWeights = {
+  evtOpen: 1,
+  bindUnbound: 8,
+  bindInterdomain: 8,
+  notify: 8,
+  unmask: 4,
+  unbind: 3,
+  shrOpen: 0.5,
+  share: 5,
+  shareNotify: 2,
+  unshare: 2,
+  tblOpen: 0.5,
+  map: 4,
+  mapNotify: 3,
+  unmap: 3,
+  poke: 3,
+  peek: 6,
+  peerSpawn: 0.5,
+  peerKill: 0.08,
+  peerClose: 0.3,
+  peerBindUnbound: 2.5,
+  peerBindInterdomain: 5,
+  peerNotify: 3,
+  peerUnbind: 1,
+  peerDrain: 2.5,
+  peerMap: 4,
+  peerShare: 3,
+  peerPoke: 2,
+  peerPeek: 2,
+  peerRelease: 1,
+};
+
+/** The peer domids of the sequence being generated (generateSequence sets it). */
+let peerPool: readonly number[] = PEER_DOMIDS;
+
 /** Generation parameters of one sequence. */
 export interface GenerateOptions {
   readonly seed: number;
   /** Number of operations (the opening ones included). */
   readonly length: number;
   readonly weights: OpWeights;
+  /** The peer domids dom0's operations draw from (default: the loopback lane's). */
+  readonly peerDomids?: readonly number[];
 }
 
 /**
@@ -372,7 +434,12 @@ export function generateSequence(options: GenerateOptions): Op[] {
   const table = Object.fromEntries(
     Object.entries(weights).filter(([, w]) => (w ?? 0) > 0),
   ) as Record<OpKind, number>;
-  while (ops.length < length) ops.push(drawOp(rnd, rnd.weighted(table)));
+  peerPool = options.peerDomids ?? PEER_DOMIDS;
+  try {
+    while (ops.length < length) ops.push(drawOp(rnd, rnd.weighted(table)));
+  } finally {
+    peerPool = PEER_DOMIDS;
+  }
   return ops;
 }
 
@@ -387,7 +454,7 @@ function refOperand(rnd: SeededRandom): Operand {
 }
 
 function peer(rnd: SeededRandom): number {
-  return rnd.pick(PEER_DOMIDS);
+  return rnd.pick(peerPool);
 }
 
 function notifyOperands(rnd: SeededRandom): NotifyOperands {
@@ -408,9 +475,18 @@ function drawOp(rnd: SeededRandom, kind: OpKind): Op {
     case "peerSpawn":
     case "peerKill":
     case "peerDrain":
+    case "peerClose":
       return { kind };
-    case "peerBindUnbound":
-      return { kind, domid: rnd.chance(0.9) ? 0 : rnd.pick([1, 0x7ff0]) };
+    case "peerBindUnbound": {
+      const domid = rnd.chance(0.9) ? 0 : rnd.pick([1, 0x7ff0]);
+      return { kind, domid: peerPool === PEER_DOMIDS || domid === 0 ? domid : 0x7ff0 };
+    }
+    case "peerShare":
+      return {
+        kind,
+        writable: rnd.chance(0.8),
+        notify: rnd.chance(0.4) ? notifyOperands(rnd) : undefined,
+      };
     case "peerBindInterdomain":
     case "peerNotify":
     case "peerUnbind":

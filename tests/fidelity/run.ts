@@ -75,6 +75,7 @@ import {
 } from "../../mod.ts";
 import {
   type CopySide,
+  GUEST,
   LITERAL_PORTS,
   NO_REF,
   type NotifyOperands,
@@ -107,6 +108,18 @@ export interface RunTarget {
   readonly spawnPeer?: () => Promise<PeerLink>;
   /** How long the peer waits for each further event when draining (ms). */
   readonly peerPendingMs?: number;
+  /**
+   * The peer's domain (default 0: a second dom0 process). Another domid
+   * (the domU lane) gives the peer its own port and ref lists, and GUEST
+   * operands resolve to it.
+   */
+  readonly peerDomid?: number;
+  /** How a sequence ends a live peer: "kill" (default) or "close" (its handles only). */
+  readonly peerEnd?: "kill" | "close";
+  /** Called when the last dom0 mapping of a peer ref whose share the peer released went. */
+  peerDeferredEnd?(): void;
+  /** Called before the peer shares: waits until the peer kernel's deferred ends completed. */
+  beforePeerGrant?(): void;
 }
 
 /**
@@ -173,6 +186,8 @@ interface Tracked<T> {
   readonly value: T;
   readonly writable: boolean;
   readonly refs: readonly number[];
+  /** The peer domain's refs a dom0 mapping holds (domU lane). */
+  readonly peerRefs?: readonly number[];
 }
 
 /** The state of one run: what the slots of later operations resolve against. */
@@ -197,6 +212,82 @@ class World {
   peers = 0;
   /** The peer's mappings: its id, the refs (dom0's), whether writable and released. */
   readonly peerMaps: { id: number; refs: number[]; writable: boolean; released: boolean }[] = [];
+  /** The peer's domain (0: a dom0 process sharing dom0's lists). */
+  peerDomid = 0;
+  /** The peer domain's ports and refs (domU lane; in dom0 the peer uses `ports`/`refs`). */
+  readonly peerPorts: number[] = [];
+  readonly peerRefs: number[] = [];
+  readonly peerRefNames = new Map<number, string>();
+  /** The peer's shares (domU lane): id, refs, released. */
+  readonly peerShares: { id: number; refs: number[]; released: boolean }[] = [];
+  /** Live dom0 mappings per peer-domain ref, and those whose share the peer released. */
+  readonly peerMapped = new Map<number, number>();
+  readonly peerDeferred = new Set<number>();
+  peerSettleNeeded = false;
+
+  /** Whether the peer is in another domain, with its own lists. */
+  get separate(): boolean {
+    return this.peerDomid !== 0;
+  }
+
+  /** A domid operand: GUEST is the peer's domain. */
+  dom(d: number): number {
+    return d === GUEST ? this.peerDomid : d;
+  }
+
+  /** The trace text of a domid operand. */
+  domText(d: number): string {
+    return d === GUEST ? "G" : String(d);
+  }
+
+  /** Whether a resolved domid names the peer's separate domain. */
+  isPeerDomain(domid: number): boolean {
+    return this.separate && domid === this.peerDomid;
+  }
+
+  /** A port of the peer's domain (domU lane), else a port of dom0. */
+  peerPort(o: Operand): number {
+    if (!this.separate) return this.port(o);
+    if ("lit" in o) return o.lit;
+    return this.peerPorts.length
+      ? this.peerPorts[o.slot % this.peerPorts.length]
+      : LITERAL_PORTS[1];
+  }
+
+  /** A ref of the peer's domain (domU lane). */
+  peerRef(o: Operand): number {
+    if ("lit" in o) return o.lit;
+    return this.peerRefs.length ? this.peerRefs[o.slot % this.peerRefs.length] : NO_REF;
+  }
+
+  /** The text of a peer-domain ref: `h<n>` by first appearance (rule 1), else the number. */
+  peerRefText(ref: number): string {
+    return this.peerRefNames.get(ref) ?? String(ref);
+  }
+
+  /** The ref a map towards `domid` uses, and its text. */
+  refFor(domid: number, o: Operand): [number, string] {
+    if (this.isPeerDomain(domid)) {
+      const r = this.peerRef(o);
+      return [r, this.peerRefText(r)];
+    }
+    const r = this.ref(o);
+    return [r, this.refText(r)];
+  }
+
+  /** The peer released its shares (close or kill): refs dom0 still maps are deferred. */
+  peerSharesGone(): void {
+    for (const s of this.peerShares) {
+      if (s.released) continue;
+      s.released = true;
+      for (const r of s.refs) if ((this.peerMapped.get(r) ?? 0) > 0) this.peerDeferred.add(r);
+    }
+    for (const m of this.peerMaps) {
+      if (m.released) continue;
+      m.released = true;
+      this.dropRefs(m.refs);
+    }
+  }
 
   port(o: Operand): number {
     if ("lit" in o) return o.lit;
@@ -243,15 +334,31 @@ class World {
     refs: readonly number[],
     w: boolean,
   ) {
-    this.maps.push({ value: mapping, writable: w, refs: refs.filter((_, i) => domids[i] === 0) });
+    const peerRefs = refs.filter((_, i) => this.isPeerDomain(domids[i]));
+    this.maps.push({
+      value: mapping,
+      writable: w,
+      refs: refs.filter((_, i) => domids[i] === 0),
+      peerRefs,
+    });
     for (const [i, ref] of refs.entries()) {
       if (domids[i] === 0) this.mapped.set(ref, (this.mapped.get(ref) ?? 0) + 1);
     }
+    for (const ref of peerRefs) this.peerMapped.set(ref, (this.peerMapped.get(ref) ?? 0) + 1);
   }
 
   /** A mapping went away (unmap or its handle closed): ends deferred grants. */
   dropMapping(t: Tracked<GrantMapping>): void {
     this.dropRefs(t.refs);
+    for (const ref of t.peerRefs ?? []) {
+      const n = (this.peerMapped.get(ref) ?? 1) - 1;
+      if (n > 0) {
+        this.peerMapped.set(ref, n);
+        continue;
+      }
+      this.peerMapped.delete(ref);
+      if (this.peerDeferred.delete(ref)) this.peerSettleNeeded = true;
+    }
   }
 
   /** Mappings of dom0's `refs` went away (by either process): ends deferred grants. */
@@ -322,6 +429,7 @@ export class TraceRecorder {
   /** A recorder over a fresh world on `target`. */
   constructor(target: RunTarget) {
     this.#target = target;
+    this.#world.peerDomid = target.peerDomid ?? 0;
   }
 
   /**
@@ -341,6 +449,10 @@ export class TraceRecorder {
       world.settleNeeded = false;
       this.#target.deferredEnd();
     }
+    if (world.peerSettleNeeded) {
+      world.peerSettleNeeded = false;
+      this.#target.peerDeferredEnd?.();
+    }
     const e = entry(call, out, events);
     this.trace.push(e);
     if (this.#target.timings) this.#target.timings.total += performance.now() - t0;
@@ -354,7 +466,8 @@ export class TraceRecorder {
    */
   async endPeer(expected: readonly string[] = []): Promise<TraceEntry | null> {
     if (!this.#world.peer) return null;
-    return await this.step({ kind: "peerKill" }, expected);
+    const kind = this.#target.peerEnd === "close" ? "peerClose" : "peerKill";
+    return await this.step({ kind }, expected);
   }
 
   /** Kills the peer without recording (cleanup after an engine error). Never throws. */
@@ -379,6 +492,10 @@ export class TraceRecorder {
     const events: string[] = [];
     for (const t of world.tbl) t.close();
     for (const m of world.maps) world.dropMapping(m);
+    if (world.peerSettleNeeded) {
+      world.peerSettleNeeded = false;
+      target.peerDeferredEnd?.();
+    }
     events.push(...drain(world, target, [], world.tbl.length > 0));
     if (world.settleNeeded) {
       world.settleNeeded = false;
@@ -659,18 +776,19 @@ async function peerStep(
     case "peerKill": {
       world.peer = undefined;
       await peer.kill();
-      for (const m of world.peerMaps) {
-        if (m.released) continue;
-        m.released = true;
-        world.dropRefs(m.refs);
-      }
+      world.peerSharesGone();
       return ["P.kill()", "ok"];
+    }
+    case "peerClose": {
+      const r = await peer.call({ op: "close" });
+      world.peerSharesGone();
+      return ["P.close()", peerText(r)];
     }
     case "peerBindUnbound":
       return [
         `P.bindUnboundPort(${op.domid})`,
         peerText(await peer.call({ op: "bindUnbound", domid: op.domid }), (v) => {
-          world.ports.push(v as number);
+          (world.separate ? world.peerPorts : world.ports).push(v as number);
           return `=${v}`;
         }),
       ];
@@ -679,18 +797,39 @@ async function peerStep(
       return [
         `P.bindInterdomain(0,${port})`,
         peerText(await peer.call({ op: "bindInterdomain", domid: 0, port }), (v) => {
-          world.ports.push(v as number);
+          (world.separate ? world.peerPorts : world.ports).push(v as number);
           return `=${v}`;
         }),
       ];
     }
     case "peerNotify": {
-      const port = world.port(op.port);
+      const port = world.peerPort(op.port);
       return [`P.notify(${port})`, peerText(await peer.call({ op: "notify", port }))];
     }
     case "peerUnbind": {
-      const port = world.port(op.port);
+      const port = world.peerPort(op.port);
       return [`P.unbind(${port})`, peerText(await peer.call({ op: "unbind", port }))];
+    }
+    case "peerShare": {
+      target.beforePeerGrant?.();
+      const n = op.notify ? peerNotifyOptions(world, op.notify, op.writable) : undefined;
+      const call = `P.share(0,${n ? notifyText(n) : `{w:${op.writable}}`})`;
+      const notify = n ? { offset: n.notifyOffset, port: n.notifyPort } : undefined;
+      const r = await peer.call({ op: "share", domid: 0, count: 1, writable: op.writable, notify });
+      return [
+        call,
+        peerText(r, (v) => {
+          const { id, refs } = v as { id: number; refs: number[] };
+          for (const ref of refs) {
+            if (!world.peerRefNames.has(ref)) {
+              world.peerRefNames.set(ref, `h${world.peerRefNames.size}`);
+            }
+          }
+          world.peerRefs.push(...refs);
+          world.peerShares.push({ id, refs: [...refs], released: false });
+          return `ps${world.peerShares.length - 1}=[${refs.map((x) => world.peerRefText(x))}]`;
+        }),
+      ];
     }
     case "peerDrain": {
       const got: number[] = [];
@@ -706,7 +845,7 @@ async function peerStep(
     }
     case "peerMap": {
       const ref = world.ref(op.ref);
-      const n = op.notify ? notifyOptions(world, op.notify, op.writable) : undefined;
+      const n = op.notify ? peerNotifyOptions(world, op.notify, op.writable) : undefined;
       const call = `P.map(0,${world.refText(ref)},${n ? notifyText(n) : `{w:${op.writable}}`})`;
       const notify = n ? { offset: n.notifyOffset, port: n.notifyPort } : undefined;
       const r = await peer.call({
@@ -770,14 +909,15 @@ function eventOp(world: World, op: Op): Outcome {
       return attempt(`${name}.close()`, () => h.close());
     case "bindUnbound":
       return attempt(
-        `${name}.bindUnboundPort(${op.domid})`,
-        () => bound(world, h.bindUnboundPort(op.domid)),
+        `${name}.bindUnboundPort(${world.domText(op.domid)})`,
+        () => bound(world, h.bindUnboundPort(world.dom(op.domid))),
       );
     case "bindInterdomain": {
-      const port = world.port(op.port);
+      const domid = world.dom(op.domid);
+      const port = world.isPeerDomain(domid) ? world.peerPort(op.port) : world.port(op.port);
       return attempt(
-        `${name}.bindInterdomain(${op.domid},${port})`,
-        () => bound(world, h.bindInterdomain(op.domid, port)),
+        `${name}.bindInterdomain(${world.domText(op.domid)},${port})`,
+        () => bound(world, h.bindInterdomain(domid, port)),
       );
     }
     case "bindVirq":
@@ -806,6 +946,15 @@ function notifyOptions(world: World, n: NotifyOperands, writable: boolean) {
     writable,
     notifyOffset: n.offset,
     notifyPort: n.port === undefined ? undefined : world.port(n.port),
+  };
+}
+
+/** The notify options of a peer operation: its port is one of the peer's domain. */
+function peerNotifyOptions(world: World, n: NotifyOperands, writable: boolean) {
+  return {
+    writable,
+    notifyOffset: n.offset,
+    notifyPort: n.port === undefined ? undefined : world.peerPort(n.port),
   };
 }
 
@@ -856,11 +1005,11 @@ function grantOp(world: World, op: Op): Outcome {
       const name = `s${world.shr.indexOf(s)}`;
       if (op.kind === "share") {
         return attempt(
-          `${name}.sharePages(${op.domid},${op.count},{w:${op.writable}})`,
+          `${name}.sharePages(${world.domText(op.domid)},${op.count},{w:${op.writable}})`,
           () =>
             shareResult(
               world,
-              s.sharePages(op.domid, op.count, { writable: op.writable }),
+              s.sharePages(world.dom(op.domid), op.count, { writable: op.writable }),
               op.writable,
               s,
             ),
@@ -868,8 +1017,8 @@ function grantOp(world: World, op: Op): Outcome {
       }
       const o = notifyOptions(world, op.notify, op.writable);
       return attempt(
-        `${name}.sharePageNotify(${op.domid},${notifyText(o)})`,
-        () => shareResult(world, s.sharePageNotify(op.domid, o), op.writable, s),
+        `${name}.sharePageNotify(${world.domText(op.domid)},${notifyText(o)})`,
+        () => shareResult(world, s.sharePageNotify(world.dom(op.domid), o), op.writable, s),
       );
     }
     case "unshare": {
@@ -944,13 +1093,14 @@ function mapOp(
   };
   switch (op.kind) {
     case "map": {
-      const ref = world.ref(op.ref);
+      const domid = world.dom(op.domid);
+      const [ref, refText] = world.refFor(domid, op.ref);
       return attempt(
-        `${name}.mapGrantRef(${op.domid},${world.refText(ref)},{w:${op.writable}})`,
+        `${name}.mapGrantRef(${world.domText(op.domid)},${refText},{w:${op.writable}})`,
         () =>
           done(
-            t.mapGrantRef(op.domid, ref, { writable: op.writable }),
-            [op.domid],
+            t.mapGrantRef(domid, ref, { writable: op.writable }),
+            [domid],
             [ref],
             op.writable,
           ),
@@ -990,11 +1140,12 @@ function mapOp(
       );
     }
     case "mapNotify": {
-      const ref = world.ref(op.ref);
+      const domid = world.dom(op.domid);
+      const [ref, refText] = world.refFor(domid, op.ref);
       const o = notifyOptions(world, op.notify, op.writable);
       return attempt(
-        `${name}.mapGrantRefNotify(${op.domid},${world.refText(ref)},${notifyText(o)})`,
-        () => done(t.mapGrantRefNotify(op.domid, ref, o), [op.domid], [ref], op.writable),
+        `${name}.mapGrantRefNotify(${world.domText(op.domid)},${refText},${notifyText(o)})`,
+        () => done(t.mapGrantRefNotify(domid, ref, o), [domid], [ref], op.writable),
       );
     }
   }
