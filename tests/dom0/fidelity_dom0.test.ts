@@ -135,7 +135,9 @@ function plan(lane: LaneSpec, ref: LaneFixture | null): { seed: number; length: 
     : ref.sequences.map((s) => ({ seed: s.seed, length: s.length }));
   const count = envInt(
     "XENCHAN_FIDELITY_SEQUENCES",
-    runtime === "deno" ? all.length : SUBSET_SEQUENCES,
+    runtime === (lane.fullRuntime ?? "deno")
+      ? all.length
+      : lane.subsetSequences ?? SUBSET_SEQUENCES,
   );
   if (count >= all.length) return all;
   const rnd = new SeededRandom(SUBSET_SEED);

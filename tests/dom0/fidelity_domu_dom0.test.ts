@@ -43,7 +43,9 @@ import { type RunningGuest, startGuest, whyNoGuests } from "../helpers/guest.ts"
 import type { Peer } from "../helpers/peer.ts";
 import { connectRpcPeer } from "../helpers/peer_rpc.ts";
 
-const skip = whyNoGuests() ?? false;
+/** Not in the default dom0 suite yet: no recording committed (XENCHAN_FIDELITY_DOMU=1 runs it). */
+const skip = whyNoGuests() ??
+  (process.env.XENCHAN_FIDELITY_DOMU === "1" ? false : "set XENCHAN_FIDELITY_DOMU=1 to run");
 const lane = DOMU;
 const runtime = "Bun" in globalThis ? "bun" : "deno";
 const other = runtime === "bun" ? "deno" : "bun";

@@ -46,6 +46,14 @@ export interface LaneSpec {
   readonly seedBase: number;
   /** The peer domids dom0's operations draw from (default: the loopback lane's). */
   readonly peerDomids?: readonly number[];
+  /**
+   * The runtime that runs every sequence in dom0 (default "deno"); the other
+   * runs a seeded subset. Bun for the kill lane: it starts a peer process
+   * per kill, and Bun starts in a fraction of Deno's time.
+   */
+  readonly fullRuntime?: "deno" | "bun";
+  /** Sequences the other runtime runs (default 30). */
+  readonly subsetSequences?: number;
 }
 
 /** The dom0 loopback lane. */
@@ -70,6 +78,10 @@ export const DOM0_KILL: LaneSpec = {
   length: 50,
   sequences: 200,
   seedBase: 0x5e6a0000,
+  fullRuntime: "bun",
+  // Deno took over 25 minutes for fewer than 200 sequences in the harness dom0 (its child
+  // processes start slowly under TCG); Bun ran 30 in 110 s.
+  subsetSequences: 8,
 };
 
 /**

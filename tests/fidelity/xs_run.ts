@@ -164,8 +164,10 @@ export class XsRecorder {
 
   /**
    * Ends every transaction still open (abort), closes every connection,
-   * then removes the scratch node on a fresh connection, and records the
-   * `teardown` entry. Idempotent.
+   * then removes the scratch node on a fresh connection (its outcome is not
+   * recorded: the scratch node's parent exists on real Xen from earlier
+   * sequences, so an rm of a missing scratch node is OK there and ENOENT on
+   * a fresh simulator), and records the `teardown` entry. Idempotent.
    */
   async finish(): Promise<TraceEntry> {
     if (this.#finished) return this.trace[this.trace.length - 1];
@@ -181,16 +183,14 @@ export class XsRecorder {
       c.store.close();
     }
     await yieldToLoop();
+    // Cleanup, not compared: on real Xen the scratch node's parent outlives the sequence.
     const store = await this.#target.open();
-    let out = "ok";
     try {
-      await store.rm(this.#scratch);
-    } catch (error) {
-      out = xsErrorText(error);
+      await store.rm(this.#scratch).catch(() => {});
     } finally {
       store.close();
     }
-    const entry = `teardown => ${out}`;
+    const entry = "teardown => ok";
     this.trace.push(entry);
     return entry;
   }
