@@ -1,10 +1,9 @@
 /**
  * The lanes of the fidelity engine: which operations a lane generates, how
- * long its sequences are, and how it reaches each backend. Today: the dom0
- * loopback lane (one dom0 process talks to itself, domid 0 on both sides).
- * A dom0 <-> domU lane and XenStore operations plug in as further LaneSpecs
- * with their own weights (their op kinds join the Op union in ops.ts and an
- * executor branch in run.ts).
+ * long its sequences are, and how it reaches each backend: the dom0
+ * loopback lane (one dom0 process talks to itself, domid 0 on both sides),
+ * the dom0 kill lane (a second dom0 process, killed mid-sequence) and the
+ * domU lane (dom0 and a guest agent). The XenStore lane is in xs_lane.ts.
  *
  * @module
  */

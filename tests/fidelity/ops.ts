@@ -10,10 +10,13 @@
  * subsequence of it is too, which is what lets a divergence be shrunk by
  * deleting operations (shrink.ts).
  *
- * Lanes plug in by the operation kinds they allow (LaneSpec.kinds): the dom0
- * loopback lane uses the event channel and grant kinds below; XenStore and
- * guest kinds (a domU lane) add their own `kind` strings, generators and
- * executors without touching these.
+ * Lanes plug in by the weights they give the operation kinds (lanes.ts
+ * LaneSpec): the dom0 loopback lane uses the event channel and grant kinds;
+ * the dom0 kill lane adds the peer kinds (a second dom0 process, killed
+ * mid-sequence); the domU lane uses the peer kinds for the guest agent and
+ * the GUEST domid operand. A kind a lane gives no weight never draws a
+ * random number, so adding kinds leaves every other lane's sequences as
+ * they were. XenStore operations are in xs_ops.ts.
  *
  * @module
  */
