@@ -11,8 +11,9 @@
  * tests/fidelity/fixtures/domU.json (real Xen's answers must not change).
  * The guest's domid is written `G` in the traces (it differs between boots
  * and from the simulator's). Recording, reference and knobs as in
- * fidelity_dom0.test.ts (XENCHAN_FIDELITY_RECORD, _SEQUENCES); Bun runs a
- * seeded subset of SUBSET_SEQUENCES by default.
+ * fidelity_dom0.test.ts (XENCHAN_FIDELITY_RECORD, _SEQUENCES, and
+ * XENCHAN_FIDELITY_DOMU_SEQUENCES for this lane alone); Bun runs a seeded
+ * subset of SUBSET_SEQUENCES by default.
  */
 import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -91,8 +92,8 @@ function plan(ref: Fixture | null): { seed: number; length: number }[] {
     }))
     : ref.sequences.map((s) => ({ seed: s.seed, length: s.length }));
   const count = envInt(
-    "XENCHAN_FIDELITY_SEQUENCES",
-    runtime === "deno" ? all.length : SUBSET_SEQUENCES,
+    "XENCHAN_FIDELITY_DOMU_SEQUENCES",
+    envInt("XENCHAN_FIDELITY_SEQUENCES", runtime === "deno" ? all.length : SUBSET_SEQUENCES),
   );
   if (count >= all.length) return all;
   const rnd = new SeededRandom(SUBSET_SEED);
