@@ -11,31 +11,66 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { divergenceReport, FIXTURE_VERSION, summaryLine } from "./fidelity/compare.ts";
 import { fixturePath, readFixture, replayOnSim } from "./fidelity/fixture_io.ts";
-import { DOM0_LOOPBACK, laneSequence, laneTag } from "./fidelity/lanes.ts";
+import { DOM0_KILL, DOM0_LOOPBACK, laneSequence, laneTag } from "./fidelity/lanes.ts";
+import {
+  DOM0_XENSTORE,
+  replayXsOnSim,
+  xsLaneSequence,
+  type XsStartState,
+} from "./fidelity/xs_lane.ts";
 
-const lane = DOM0_LOOPBACK;
-
-describe("fidelity replay", () => {
-  // 10,000 simulated operations: a few seconds, more on a loaded machine (Bun's default is 5 s).
-  it(`the simulator reproduces every trace recorded on real Xen ${laneTag(lane)}`, {
-    timeout: 120_000,
-  }, async () => {
-    const fixture = readFixture(lane);
-    assert.ok(fixture, `missing fixture ${fixturePath(lane)}`);
-    assert.equal(fixture.version, FIXTURE_VERSION, "fixture recorded by another engine version");
-    assert.equal(fixture.lane, lane.name);
-    const result = await replayOnSim(lane, fixture.startState, fixture.sequences);
-    const line = summaryLine(result.sequences, result.operations, result.failures.length);
-    console.log(`${line} (${lane.name}; recorded on ${fixture.recordedOn})`);
-    const reports = result.failures.slice(0, 5).map((f) => {
-      const ops = laneSequence(lane, f.seed).slice(0, f.divergence.index + 1);
-      return divergenceReport(f.seed, ops, f.divergence);
+for (const lane of [DOM0_LOOPBACK, DOM0_KILL]) {
+  describe(`fidelity replay: ${lane.name}`, () => {
+    // 10,000 simulated operations: a few seconds, more on a loaded machine (Bun's default is 5 s).
+    it(`the simulator reproduces every trace recorded on real Xen ${laneTag(lane)}`, {
+      timeout: 120_000,
+    }, async () => {
+      const fixture = readFixture(lane);
+      assert.ok(fixture, `missing fixture ${fixturePath(lane)}`);
+      assert.equal(fixture.version, FIXTURE_VERSION, "fixture recorded by another engine version");
+      assert.equal(fixture.lane, lane.name);
+      const result = await replayOnSim(lane, fixture.startState, fixture.sequences);
+      const line = summaryLine(result.sequences, result.operations, result.failures.length);
+      console.log(`${line} (${lane.name}; recorded on ${fixture.recordedOn})`);
+      const reports = result.failures.slice(0, 5).map((f) => {
+        const ops = laneSequence(lane, f.seed).slice(0, f.divergence.index + 1);
+        return divergenceReport(f.seed, ops, f.divergence);
+      });
+      assert.equal(result.failures.length, 0, `${line}\n${reports.join("\n\n")}`);
+      assert.ok(result.sequences >= 200, `only ${result.sequences} sequences recorded`);
+      assert.ok(
+        fixture.sequences.every((s) => s.length >= 50),
+        "every recorded sequence has at least 50 operations",
+      );
     });
-    assert.equal(result.failures.length, 0, `${line}\n${reports.join("\n\n")}`);
-    assert.ok(result.sequences >= 200, `only ${result.sequences} sequences recorded`);
-    assert.ok(
-      fixture.sequences.every((s) => s.length >= 50),
-      "every recorded sequence has at least 50 operations",
-    );
   });
+}
+
+describe("fidelity replay: XenStore", () => {
+  // 10,000 simulated XenStore requests: a few seconds.
+  it(
+    `the simulated xenstored reproduces every trace recorded on C xenstored ${
+      laneTag(DOM0_XENSTORE)
+    }`,
+    { timeout: 300_000 },
+    async () => {
+      const fixture = readFixture<XsStartState>(DOM0_XENSTORE);
+      assert.ok(fixture, `missing fixture ${fixturePath(DOM0_XENSTORE)}`);
+      assert.equal(fixture.version, FIXTURE_VERSION, "fixture recorded by another engine version");
+      assert.equal(fixture.lane, DOM0_XENSTORE.name);
+      const result = await replayXsOnSim(DOM0_XENSTORE, fixture.sequences);
+      const line = summaryLine(result.sequences, result.operations, result.failures.length);
+      console.log(`${line} (${DOM0_XENSTORE.name}; recorded on ${fixture.recordedOn})`);
+      const reports = result.failures.slice(0, 5).map((f) => {
+        const ops = xsLaneSequence(DOM0_XENSTORE, f.seed).slice(0, f.divergence.index + 1);
+        return divergenceReport(f.seed, ops, f.divergence);
+      });
+      assert.equal(result.failures.length, 0, `${line}\n${reports.join("\n\n")}`);
+      assert.ok(result.sequences >= 200, `only ${result.sequences} sequences recorded`);
+      assert.ok(
+        fixture.sequences.every((s) => s.length >= 50),
+        "every recorded sequence has at least 50 operations",
+      );
+    },
+  );
 });

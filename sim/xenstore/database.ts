@@ -205,9 +205,11 @@ export class Database {
     }
     const seen = tx.accessed.get(node.name) ??
       this.#introduce(tx, node.name, this.#nodes.get(node.name), privileged);
-    seen.local = record;
+    // The transaction's copy owns its child list: `node` may carry the main
+    // record's, which setChildren changes in place outside transactions.
+    seen.local = { ...record, children: [...record.children] };
     seen.modified = true;
-    return record;
+    return seen.local;
   }
 
   /**

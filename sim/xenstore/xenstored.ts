@@ -666,6 +666,11 @@ export class SimXenStore implements XenStoreServer {
     if (root) walk(name, root, undefined);
     const fresh = this.#read(req, parent.name) ?? parent;
     const base = baseOf(name);
+    // delete_child (:1599-1615): a parent that does not list the node is
+    // corruption, EIO, after the subtree was deleted. It happens inside a
+    // transaction that read the node before another connection removed it
+    // and never read the parent: the parent comes from the main database.
+    if (!fresh.children.includes(base)) throw new StoreErrno("EIO");
     this.#db.setChildren(
       fresh,
       () => fresh.children.filter((c) => c !== base),

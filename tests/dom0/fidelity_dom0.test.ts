@@ -43,10 +43,13 @@ import {
 } from "../fidelity/compare.ts";
 import { readFixture } from "../fidelity/fixture_io.ts";
 import {
+  closeSparePeer,
+  DOM0_KILL,
   DOM0_LOOPBACK,
   type Dom0StartState,
   ffiTarget,
   laneSequence,
+  type LaneSpec,
   laneTag,
   simTarget,
 } from "../fidelity/lanes.ts";
@@ -55,7 +58,6 @@ import { newTimings, recordLockstep, type RunTimings } from "../fidelity/run.ts"
 
 const inDom0 = process.env.XENCHAN_DOM0 === "1";
 const skip = inDom0 ? false : "runs only inside the Xen dom0 booted by scripts/test_xen.mjs";
-const lane = DOM0_LOOPBACK;
 const runtime = "Bun" in globalThis ? "bun" : "deno";
 const other = runtime === "bun" ? "deno" : "bun";
 const recordMode = process.env.XENCHAN_FIDELITY_RECORD === "1";
@@ -70,7 +72,7 @@ function envInt(name: string, fallback: number): number {
   return Number.isInteger(n) && n > 0 ? n : fallback;
 }
 
-function outFile(who: string): string | null {
+function outFile(lane: LaneSpec, who: string): string | null {
   const out = process.env.XENCHAN_OUT;
   return out ? `${out}/fidelity/${lane.name.replaceAll(" ", "_")}.${who}.json.gz` : null;
 }
@@ -109,8 +111,8 @@ function readText(path: string): string {
 }
 
 /** The reference recording: this boot's other runtime's (recording mode), else the committed one. */
-function reference(): { fixture: LaneFixture | null; from: string } {
-  const file = recordMode ? outFile(other) : null;
+function reference(lane: LaneSpec): { fixture: LaneFixture | null; from: string } {
+  const file = recordMode ? outFile(lane, other) : null;
   if (file && existsSync(file)) {
     const fixture = JSON.parse(gunzipSync(readFileSync(file)).toString("utf8")) as LaneFixture;
     return { fixture, from: `${other}'s recording of this boot` };
@@ -124,7 +126,7 @@ function reference(): { fixture: LaneFixture | null; from: string } {
  * seeded subset of SUBSET_SEQUENCES under Bun (XENCHAN_FIDELITY_SEQUENCES
  * overrides both).
  */
-function plan(ref: LaneFixture | null): { seed: number; length: number }[] {
+function plan(lane: LaneSpec, ref: LaneFixture | null): { seed: number; length: number }[] {
   const all = recordMode || !ref || ref.version !== FIXTURE_VERSION
     ? Array.from({ length: lane.sequences }, (_, i) => ({
       seed: lane.seedBase + i,
@@ -133,7 +135,9 @@ function plan(ref: LaneFixture | null): { seed: number; length: number }[] {
     : ref.sequences.map((s) => ({ seed: s.seed, length: s.length }));
   const count = envInt(
     "XENCHAN_FIDELITY_SEQUENCES",
-    runtime === "deno" ? all.length : SUBSET_SEQUENCES,
+    runtime === (lane.fullRuntime ?? "deno")
+      ? all.length
+      : lane.subsetSequences ?? SUBSET_SEQUENCES,
   );
   if (count >= all.length) return all;
   const rnd = new SeededRandom(SUBSET_SEED);
@@ -154,20 +158,24 @@ interface Run {
   readonly sim: RunTimings;
 }
 
-let running: Promise<Run> | undefined;
+const running = new Map<string, Promise<Run>>();
+let startStateOnce: Promise<Dom0StartState> | undefined;
 
-/** Runs the plan once per process (both tests use it). */
-function run(): Promise<Run> {
-  running ??= (async () => {
-    const startState = await measureStartState();
-    const { fixture: ref } = reference();
+/** Runs a lane's plan once per process (both tests of the lane use it). */
+function run(lane: LaneSpec): Promise<Run> {
+  const had = running.get(lane.name);
+  if (had) return had;
+  const p = (async () => {
+    startStateOnce ??= measureStartState();
+    const startState = await startStateOnce;
+    const { fixture: ref } = reference(lane);
     const sequences: RecordedSequence[] = [];
     const divergent: Run["divergent"] = [];
     let operations = 0;
     const realTimings = newTimings();
     const simTimings = newTimings();
     const t0 = performance.now();
-    for (const { seed, length } of plan(ref)) {
+    for (const { seed, length } of plan(lane, ref)) {
       const ops = laneSequence(lane, seed, length);
       operations += ops.length;
       const { real, sim } = await recordLockstep(
@@ -189,14 +197,16 @@ function run(): Promise<Run> {
       startState,
       sequences,
     };
-    const file = outFile(runtime);
+    await closeSparePeer();
+    const file = outFile(lane, runtime);
     if (file && recordMode) {
       mkdirSync(file.slice(0, file.lastIndexOf("/")), { recursive: true });
       writeFileSync(file, gzipSync(JSON.stringify(fixture) + "\n", { level: 9 }));
     }
     return { fixture, operations, divergent, seconds, real: realTimings, sim: simTimings };
   })();
-  return running;
+  running.set(lane.name, p);
+  return p;
 }
 
 /** Whether `ops` still diverges: run on live Xen and on the simulator in lockstep, compare. */
@@ -205,76 +215,86 @@ async function divergesLive(ops: readonly Op[], start: Dom0StartState): Promise<
   return firstDivergence(real, sim) !== null;
 }
 
-describe("fidelity on real Xen", { skip }, () => {
-  it(`the simulator answers as real Xen in lockstep, 0 divergences ${laneTag(lane)}`, {
-    timeout: RUN_TIMEOUT_MS,
-  }, async () => {
-    const { fixture, operations, divergent, seconds, real, sim } = await run();
-    const s = (ms: number) => (ms / 1000).toFixed(1);
-    console.log(
-      `start state: ${JSON.stringify(fixture.startState)}; ${fixture.recordedOn}; ` +
-        `${fixture.sequences.length} sequences in ${seconds} s: real Xen ${s(real.total)} s ` +
-        `(waiting for expected events ${s(real.expected)} s, grace ${s(real.grace)} s, ` +
-        `deferred grant ends ${s(real.deferred)} s), simulator ${s(sim.total)} s`,
-    );
-    const reports: string[] = [];
-    const toShrink = envInt("XENCHAN_FIDELITY_SHRINK", 2);
-    for (const failure of divergent.slice(0, toShrink)) {
-      const ops = laneSequence(lane, failure.seed);
-      const prefix = ops.slice(0, Math.min(ops.length, failure.index + 1));
-      const budget = envInt("XENCHAN_FIDELITY_BUDGET", 30);
-      const minimal = await shrink(prefix, (c) => divergesLive(c, fixture.startState), budget);
-      const { real, sim } = await recordLockstep(
-        minimal,
-        ffiTarget(),
-        simTarget(fixture.startState),
-      );
-      const d = firstDivergence(real, sim) ??
-        { index: failure.index, expected: failure.real, actual: failure.sim };
-      reports.push(divergenceReport(failure.seed, minimal, d));
-    }
-    for (const f of divergent.slice(toShrink)) {
-      reports.push(
-        divergenceReport(f.seed, [], { index: f.index, expected: f.real, actual: f.sim }),
-      );
-    }
-    const line = `${
-      summaryLine(fixture.sequences.length, operations, divergent.length)
-    } (${lane.name}, ${runtime}, real Xen against the simulator)`;
-    console.log(line);
-    if (reports.length) console.log(reports.join("\n\n"));
-    assert.equal(divergent.length, 0, `${line}\n${reports.join("\n\n")}`);
-  });
-
-  it(`real Xen still answers as the reference recording ${laneTag(lane)}`, {
-    timeout: RUN_TIMEOUT_MS,
-  }, async () => {
-    const { fixture: ref, from } = reference();
-    const { fixture, operations } = await run();
-    assert.ok(ref, "no committed fixture: record one (XENCHAN_FIDELITY_RECORD=1)");
-    assert.equal(
-      ref.version,
-      FIXTURE_VERSION,
-      `${from} was recorded by engine version ${ref.version}, this is ${FIXTURE_VERSION}: ` +
-        "record again (XENCHAN_FIDELITY_RECORD=1) and commit the recording",
-    );
-    assert.deepEqual(fixture.startState, ref.startState, "the dom0 start state changed");
-    const bySeed = new Map(ref.sequences.map((s) => [s.seed, s]));
-    const changed: string[] = [];
-    let compared = 0;
-    for (const rec of fixture.sequences) {
-      const old = bySeed.get(rec.seed);
-      if (!old || old.length !== rec.length) continue;
-      compared++;
-      const d = firstDivergence(old.trace, rec.trace);
-      if (d) changed.push(`seed ${rec.seed} op ${d.index}: was ${d.expected}, now ${d.actual}`);
-    }
-    console.log(
-      `${
-        summaryLine(compared, operations, changed.length)
-      } (${lane.name}, ${runtime}, real Xen against ${from})`,
-    );
-    assert.ok(compared > 0, `no sequence of this run is in ${from}`);
-    assert.deepEqual(changed, [], `real Xen's answers changed:\n${changed.join("\n")}`);
-  });
+/** The lanes this run covers: XENCHAN_FIDELITY_LANES (names joined by commas), default all. */
+const LANES = [DOM0_LOOPBACK, DOM0_KILL].filter((l) => {
+  const only = process.env.XENCHAN_FIDELITY_LANES;
+  return !only || only.split(",").map((s) => s.trim()).includes(l.name);
 });
+
+for (const lane of LANES) {
+  describe(`fidelity on real Xen: ${lane.name}`, { skip }, () => {
+    it(`the simulator answers as real Xen in lockstep, 0 divergences ${laneTag(lane)}`, {
+      timeout: RUN_TIMEOUT_MS,
+    }, async () => {
+      const { fixture, operations, divergent, seconds, real, sim } = await run(lane);
+      const s = (ms: number) => (ms / 1000).toFixed(1);
+      console.log(
+        `start state: ${JSON.stringify(fixture.startState)}; ${fixture.recordedOn}; ` +
+          `${fixture.sequences.length} sequences in ${seconds} s: real Xen ${s(real.total)} s ` +
+          `(waiting for expected events ${s(real.expected)} s, grace ${s(real.grace)} s, ` +
+          `deferred grant ends ${s(real.deferred)} s), simulator ${s(sim.total)} s`,
+      );
+      const reports: string[] = [];
+      const toShrink = envInt("XENCHAN_FIDELITY_SHRINK", 2);
+      for (const failure of divergent.slice(0, toShrink)) {
+        const ops = laneSequence(lane, failure.seed);
+        const prefix = ops.slice(0, Math.min(ops.length, failure.index + 1));
+        const budget = envInt("XENCHAN_FIDELITY_BUDGET", 30);
+        const minimal = await shrink(prefix, (c) => divergesLive(c, fixture.startState), budget);
+        const { real, sim } = await recordLockstep(
+          minimal,
+          ffiTarget(),
+          simTarget(fixture.startState),
+        );
+        const d = firstDivergence(real, sim) ??
+          { index: failure.index, expected: failure.real, actual: failure.sim };
+        reports.push(divergenceReport(failure.seed, minimal, d));
+      }
+      for (const f of divergent.slice(toShrink)) {
+        reports.push(
+          divergenceReport(f.seed, [], { index: f.index, expected: f.real, actual: f.sim }),
+        );
+      }
+      const line = `${
+        summaryLine(fixture.sequences.length, operations, divergent.length)
+      } (${lane.name}, ${runtime}, real Xen against the simulator)`;
+      console.log(line);
+      if (reports.length) console.log(reports.join("\n\n"));
+      assert.equal(divergent.length, 0, `${line}\n${reports.join("\n\n")}`);
+    });
+
+    it(`real Xen still answers as the reference recording ${laneTag(lane)}`, {
+      timeout: RUN_TIMEOUT_MS,
+    }, async () => {
+      const { fixture: ref, from } = reference(lane);
+      const { fixture } = await run(lane);
+      assert.ok(ref, "no committed fixture: record one (XENCHAN_FIDELITY_RECORD=1)");
+      assert.equal(
+        ref.version,
+        FIXTURE_VERSION,
+        `${from} was recorded by engine version ${ref.version}, this is ${FIXTURE_VERSION}: ` +
+          "record again (XENCHAN_FIDELITY_RECORD=1) and commit the recording",
+      );
+      assert.deepEqual(fixture.startState, ref.startState, "the dom0 start state changed");
+      const bySeed = new Map(ref.sequences.map((s) => [s.seed, s]));
+      const changed: string[] = [];
+      let compared = 0;
+      let comparedOps = 0;
+      for (const rec of fixture.sequences) {
+        const old = bySeed.get(rec.seed);
+        if (!old || old.length !== rec.length) continue;
+        compared++;
+        comparedOps += rec.length;
+        const d = firstDivergence(old.trace, rec.trace);
+        if (d) changed.push(`seed ${rec.seed} op ${d.index}: was ${d.expected}, now ${d.actual}`);
+      }
+      console.log(
+        `${
+          summaryLine(compared, comparedOps, changed.length)
+        } (${lane.name}, ${runtime}, real Xen against ${from})`,
+      );
+      assert.ok(compared > 0, `no sequence of this run is in ${from}`);
+      assert.deepEqual(changed, [], `real Xen's answers changed:\n${changed.join("\n")}`);
+    });
+  });
+}

@@ -28,12 +28,13 @@ export interface RecordedSequence {
 }
 
 /** The committed fixture of one lane (tests/fidelity/fixtures/<lane>.json). */
-export interface LaneFixture {
+export interface LaneFixture<S = Dom0StartState> {
   readonly version: number;
   readonly lane: string;
   /** Where and how it was recorded (Xen and kernel versions, runtime). */
   readonly recordedOn: string;
-  readonly startState: Dom0StartState;
+  /** What the lane measured before the first sequence (dom0 lanes: the kernel's ports). */
+  readonly startState: S;
   readonly sequences: readonly RecordedSequence[];
 }
 
@@ -62,11 +63,11 @@ export function firstDivergence(
  * operation makes it pass). `diverges(ops)` must be true for the input;
  * at most `budget` oracle calls are made (then the best so far is returned).
  */
-export async function shrink(
-  ops: readonly Op[],
-  diverges: (candidate: readonly Op[]) => Promise<boolean>,
+export async function shrink<T = Op>(
+  ops: readonly T[],
+  diverges: (candidate: readonly T[]) => Promise<boolean>,
   budget = 400,
-): Promise<Op[]> {
+): Promise<T[]> {
   let current = [...ops];
   let calls = 0;
   let n = 2;
@@ -94,7 +95,7 @@ export async function shrink(
 /** A readable report of a divergence: the minimal operations and both traces around it. */
 export function divergenceReport(
   seed: number,
-  ops: readonly Op[],
+  ops: readonly object[],
   divergence: Divergence,
 ): string {
   return [

@@ -10,10 +10,13 @@
  * subsequence of it is too, which is what lets a divergence be shrunk by
  * deleting operations (shrink.ts).
  *
- * Lanes plug in by the operation kinds they allow (LaneSpec.kinds): the dom0
- * loopback lane uses the event channel and grant kinds below; XenStore and
- * guest kinds (a domU lane) add their own `kind` strings, generators and
- * executors without touching these.
+ * Lanes plug in by the weights they give the operation kinds (lanes.ts
+ * LaneSpec): the dom0 loopback lane uses the event channel and grant kinds;
+ * the dom0 kill lane adds the peer kinds (a second dom0 process, killed
+ * mid-sequence); the domU lane uses the peer kinds for the guest agent and
+ * the GUEST domid operand. A kind a lane gives no weight never draws a
+ * random number, so adding kinds leaves every other lane's sequences as
+ * they were. XenStore operations are in xs_ops.ts.
  *
  * @module
  */
@@ -124,8 +127,43 @@ export interface CopySegmentOp {
   readonly len: number;
 }
 
+/**
+ * One operation of the second dom0 process (the peer: a child process in
+ * dom0 on real Xen, a second simulated dom0 process on the simulator),
+ * which the "dom0 kill" lane kills mid-sequence. Port and ref operands
+ * resolve against the same lists as the first process's (both processes
+ * are in dom0: one port space, one grant table); `m` is a slot into the
+ * peer's mappings.
+ */
+export type PeerOp =
+  | { readonly kind: "peerSpawn" }
+  | { readonly kind: "peerKill" }
+  | { readonly kind: "peerBindUnbound"; readonly domid: number }
+  | { readonly kind: "peerBindInterdomain"; readonly port: Operand }
+  | { readonly kind: "peerNotify"; readonly port: Operand }
+  | { readonly kind: "peerUnbind"; readonly port: Operand }
+  | { readonly kind: "peerDrain" }
+  | {
+    readonly kind: "peerMap";
+    readonly ref: Operand;
+    readonly writable: boolean;
+    readonly notify?: NotifyOperands;
+  }
+  | {
+    readonly kind: "peerPoke";
+    readonly m: number;
+    readonly offset: number;
+    readonly value: number;
+  }
+  | { readonly kind: "peerPeek"; readonly m: number; readonly offset: number }
+  | { readonly kind: "peerRelease"; readonly m: number }
+  /** The peer shares one page with dom0 (domU lane: dom0 maps it with domid GUEST). */
+  | { readonly kind: "peerShare"; readonly writable: boolean; readonly notify?: NotifyOperands }
+  /** The peer closes every handle (its kernel cleans up as on close()). */
+  | { readonly kind: "peerClose" };
+
 /** Every operation kind of the event channel and grant lanes. */
-export type Op = EventOp | GrantOp;
+export type Op = EventOp | GrantOp | PeerOp;
 
 /** The kind names of Op. */
 export type OpKind = Op["kind"];
@@ -275,8 +313,98 @@ export const DOM0_LOOPBACK_WEIGHTS: OpWeights = {
   peek: 4,
 };
 
+/**
+ * The dom0 kill lane's mix: the loopback operations, fewer, and the peer's,
+ * which binds to and maps what the first process made, and is killed
+ * (SIGKILL) while it holds them.
+ */
+export const DOM0_KILL_WEIGHTS: OpWeights = {
+  evtOpen: 1,
+  bindUnbound: 8,
+  bindInterdomain: 6,
+  notify: 8,
+  unmask: 4,
+  unbind: 3,
+  shrOpen: 0.5,
+  share: 5,
+  shareNotify: 3,
+  unshare: 2,
+  tblOpen: 0.5,
+  mapNotify: 2,
+  unmap: 2,
+  poke: 3,
+  peek: 6,
+  peerSpawn: 3,
+  peerKill: 1.2,
+  peerBindUnbound: 5,
+  peerBindInterdomain: 8,
+  peerNotify: 6,
+  peerUnbind: 2,
+  peerDrain: 5,
+  peerMap: 7,
+  peerPoke: 4,
+  peerPeek: 3,
+  peerRelease: 2,
+};
+
 /** Domids used as the peer: mostly dom0 (loopback), sometimes absent or reserved ones. */
 const PEER_DOMIDS: readonly number[] = [0, 0, 0, 0, 0, 0, 0, 0, 1, 7, 0x7ff0];
+
+/**
+ * The domid operand that names the guest of the domU lane (resolved at run
+ * time to the guest's domid, which differs between boots and from the
+ * simulator's; the trace writes it `G`).
+ */
+export const GUEST = -1;
+
+/**
+ * The domU lane's peer domids: mostly the guest, sometimes dom0 itself and
+ * a domid no harness guest ever gets (guests are numbered from 1 upwards,
+ * so small literals could name the guest).
+ */
+export const DOMU_PEER_DOMIDS: readonly number[] = [GUEST, GUEST, GUEST, GUEST, GUEST, 0, 0x7fe0];
+
+/**
+ * The domU lane's mix: dom0's operations towards the guest, the guest
+ * agent's (binds to dom0's ports, maps of dom0's grants, shares of its own
+ * pages that dom0 maps), rare kills (an agent restart costs seconds in a
+ * guest under TCG), and fewer peer operations than dom0's (each is a
+ * XenStore round trip to the guest).
+ */
+export const DOMU_WEIGHTS: OpWeights = {
+  evtOpen: 1,
+  bindUnbound: 8,
+  bindInterdomain: 8,
+  notify: 8,
+  unmask: 4,
+  unbind: 3,
+  shrOpen: 0.5,
+  share: 5,
+  shareNotify: 2,
+  unshare: 2,
+  tblOpen: 0.5,
+  map: 4,
+  mapNotify: 3,
+  unmap: 3,
+  poke: 3,
+  peek: 6,
+  peerSpawn: 0.5,
+  peerKill: 0.08,
+  peerClose: 0.3,
+  peerBindUnbound: 2.5,
+  peerBindInterdomain: 5,
+  peerNotify: 3,
+  peerUnbind: 1,
+  peerDrain: 2.5,
+  peerMap: 4,
+  peerShare: 3,
+  peerPoke: 2,
+  peerPeek: 2,
+  peerRelease: 1,
+};
+
+/** The peer domids of the sequence being generated (generateSequence sets it). */
+let peerPool: readonly number[] = PEER_DOMIDS;
 
 /** Generation parameters of one sequence. */
 export interface GenerateOptions {
@@ -284,12 +412,15 @@ export interface GenerateOptions {
   /** Number of operations (the opening ones included). */
   readonly length: number;
   readonly weights: OpWeights;
+  /** The peer domids dom0's operations draw from (default: the loopback lane's). */
+  readonly peerDomids?: readonly number[];
 }
 
 /**
  * Generates one operation sequence from a seed: it starts by opening two
  * event channel handles, one share handle and one table handle (so later
- * slots resolve), then draws `length - 4` operations by weight. Pure: the
+ * slots resolve), and, in a lane with peer operations, starts the peer;
+ * then draws operations by weight up to `length`. Pure: the
  * same options give the same list. Throws RangeError for a length below 4.
  */
 export function generateSequence(options: GenerateOptions): Op[] {
@@ -301,10 +432,17 @@ export function generateSequence(options: GenerateOptions): Op[] {
   const ops: Op[] = [{ kind: "evtOpen" }, { kind: "evtOpen" }, { kind: "shrOpen" }, {
     kind: "tblOpen",
   }];
+  // A lane with a peer starts it fifth (its generator then draws length - 5).
+  if ((weights.peerSpawn ?? 0) > 0) ops.push({ kind: "peerSpawn" });
   const table = Object.fromEntries(
     Object.entries(weights).filter(([, w]) => (w ?? 0) > 0),
   ) as Record<OpKind, number>;
-  while (ops.length < length) ops.push(drawOp(rnd, rnd.weighted(table)));
+  peerPool = options.peerDomids ?? PEER_DOMIDS;
+  try {
+    while (ops.length < length) ops.push(drawOp(rnd, rnd.weighted(table)));
+  } finally {
+    peerPool = PEER_DOMIDS;
+  }
   return ops;
 }
 
@@ -319,7 +457,7 @@ function refOperand(rnd: SeededRandom): Operand {
 }
 
 function peer(rnd: SeededRandom): number {
-  return rnd.pick(PEER_DOMIDS);
+  return rnd.pick(peerPool);
 }
 
 function notifyOperands(rnd: SeededRandom): NotifyOperands {
@@ -337,6 +475,43 @@ function copySide(rnd: SeededRandom, len: number): CopySide {
 
 function drawOp(rnd: SeededRandom, kind: OpKind): Op {
   switch (kind) {
+    case "peerSpawn":
+    case "peerKill":
+    case "peerDrain":
+    case "peerClose":
+      return { kind };
+    case "peerBindUnbound": {
+      const domid = rnd.chance(0.9) ? 0 : rnd.pick([1, 0x7ff0]);
+      return { kind, domid: peerPool === PEER_DOMIDS || domid === 0 ? domid : 0x7ff0 };
+    }
+    case "peerShare":
+      return {
+        kind,
+        writable: rnd.chance(0.8),
+        notify: rnd.chance(0.4) ? notifyOperands(rnd) : undefined,
+      };
+    case "peerBindInterdomain":
+    case "peerNotify":
+    case "peerUnbind":
+      return { kind, port: portOperand(rnd) };
+    case "peerMap":
+      return {
+        kind,
+        ref: refOperand(rnd),
+        writable: rnd.chance(0.8),
+        notify: rnd.chance(0.7) ? notifyOperands(rnd) : undefined,
+      };
+    case "peerPoke":
+      return {
+        kind,
+        m: slot(rnd),
+        offset: rnd.pick([0, 1, 100, 4088]),
+        value: rnd.int(1, 255),
+      };
+    case "peerPeek":
+      return { kind, m: slot(rnd), offset: rnd.pick([0, 1, 100, 4088]) };
+    case "peerRelease":
+      return { kind, m: slot(rnd) };
     case "evtOpen":
     case "shrOpen":
     case "tblOpen":

@@ -75,12 +75,15 @@ import {
 } from "../../mod.ts";
 import {
   type CopySide,
+  GUEST,
   LITERAL_PORTS,
   NO_REF,
   type NotifyOperands,
   type Op,
   type Operand,
+  type PeerOp,
 } from "./ops.ts";
+import type { PeerCommand, PeerOutcome } from "../helpers/peer.ts";
 
 /** The most handles of one kind a sequence opens (later opens are skipped). */
 export const MAX_HANDLES = 6;
@@ -101,6 +104,36 @@ export interface RunTarget {
   beforeGrant(): void;
   /** Where the time went, summed over every recorder on this target (optional). */
   readonly timings?: RunTimings;
+  /** Starts the peer process of a lane with peer operations (absent: they are skipped). */
+  readonly spawnPeer?: () => Promise<PeerLink>;
+  /** How long the peer waits for each further event when draining (ms). */
+  readonly peerPendingMs?: number;
+  /**
+   * The peer's domain (default 0: a second dom0 process). Another domid
+   * (the domU lane) gives the peer its own port and ref lists, and GUEST
+   * operands resolve to it.
+   */
+  readonly peerDomid?: number;
+  /** How a sequence ends a live peer: "kill" (default) or "close" (its handles only). */
+  readonly peerEnd?: "kill" | "close";
+  /** Called when the last dom0 mapping of a peer ref whose share the peer released went. */
+  peerDeferredEnd?(): void;
+  /** Called before the peer shares: waits until the peer kernel's deferred ends completed. */
+  beforePeerGrant?(): void;
+}
+
+/**
+ * The second dom0 process of the kill lane: PeerCommands executed by a
+ * PeerExecutor (tests/helpers/peer.ts) in another process.
+ */
+export interface PeerLink {
+  /** Runs one command there; rejects only when the process is unreachable. */
+  call(cmd: PeerCommand): Promise<PeerOutcome>;
+  /**
+   * Kills the process (SIGKILL; on the simulator its crash) and resolves
+   * once it is gone and its kernel released its handles. Idempotent.
+   */
+  kill(): Promise<void>;
 }
 
 /** Milliseconds a recording spent, summed: in all, and waiting (rule 2 and rule 5). */
@@ -130,6 +163,12 @@ const EVENTFUL: ReadonlySet<Op["kind"]> = new Set([
   "tblClose",
   "evtClose",
   "unbind",
+  "peerBindInterdomain",
+  "peerNotify",
+  "peerUnbind",
+  "peerMap",
+  "peerRelease",
+  "peerKill",
 ]);
 
 /** The text recorded for a thrown value. */
@@ -147,6 +186,8 @@ interface Tracked<T> {
   readonly value: T;
   readonly writable: boolean;
   readonly refs: readonly number[];
+  /** The peer domain's refs a dom0 mapping holds (domU lane). */
+  readonly peerRefs?: readonly number[];
 }
 
 /** The state of one run: what the slots of later operations resolve against. */
@@ -165,6 +206,88 @@ class World {
   /** Refs whose share was released while still mapped (Linux defers their end). */
   readonly deferred = new Set<number>();
   settleNeeded = false;
+  /** The peer process (kill lane), while it lives. */
+  peer: PeerLink | undefined;
+  /** Peer processes started so far. */
+  peers = 0;
+  /** The peer's mappings: its id, the refs (dom0's), whether writable and released. */
+  readonly peerMaps: { id: number; refs: number[]; writable: boolean; released: boolean }[] = [];
+  /** The peer's domain (0: a dom0 process sharing dom0's lists). */
+  peerDomid = 0;
+  /** The peer domain's ports and refs (domU lane; in dom0 the peer uses `ports`/`refs`). */
+  readonly peerPorts: number[] = [];
+  readonly peerRefs: number[] = [];
+  readonly peerRefNames = new Map<number, string>();
+  /** The peer's shares (domU lane): id, refs, released. */
+  readonly peerShares: { id: number; refs: number[]; released: boolean }[] = [];
+  /** Live dom0 mappings per peer-domain ref, and those whose share the peer released. */
+  readonly peerMapped = new Map<number, number>();
+  readonly peerDeferred = new Set<number>();
+  peerSettleNeeded = false;
+
+  /** Whether the peer is in another domain, with its own lists. */
+  get separate(): boolean {
+    return this.peerDomid !== 0;
+  }
+
+  /** A domid operand: GUEST is the peer's domain. */
+  dom(d: number): number {
+    return d === GUEST ? this.peerDomid : d;
+  }
+
+  /** The trace text of a domid operand. */
+  domText(d: number): string {
+    return d === GUEST ? "G" : String(d);
+  }
+
+  /** Whether a resolved domid names the peer's separate domain. */
+  isPeerDomain(domid: number): boolean {
+    return this.separate && domid === this.peerDomid;
+  }
+
+  /** A port of the peer's domain (domU lane), else a port of dom0. */
+  peerPort(o: Operand): number {
+    if (!this.separate) return this.port(o);
+    if ("lit" in o) return o.lit;
+    return this.peerPorts.length
+      ? this.peerPorts[o.slot % this.peerPorts.length]
+      : LITERAL_PORTS[1];
+  }
+
+  /** A ref of the peer's domain (domU lane). */
+  peerRef(o: Operand): number {
+    if ("lit" in o) return o.lit;
+    return this.peerRefs.length ? this.peerRefs[o.slot % this.peerRefs.length] : NO_REF;
+  }
+
+  /** The text of a peer-domain ref: `h<n>` by first appearance (rule 1), else the number. */
+  peerRefText(ref: number): string {
+    return this.peerRefNames.get(ref) ?? String(ref);
+  }
+
+  /** The ref a map towards `domid` uses, and its text. */
+  refFor(domid: number, o: Operand): [number, string] {
+    if (this.isPeerDomain(domid)) {
+      const r = this.peerRef(o);
+      return [r, this.peerRefText(r)];
+    }
+    const r = this.ref(o);
+    return [r, this.refText(r)];
+  }
+
+  /** The peer released its shares (close or kill): refs dom0 still maps are deferred. */
+  peerSharesGone(): void {
+    for (const s of this.peerShares) {
+      if (s.released) continue;
+      s.released = true;
+      for (const r of s.refs) if ((this.peerMapped.get(r) ?? 0) > 0) this.peerDeferred.add(r);
+    }
+    for (const m of this.peerMaps) {
+      if (m.released) continue;
+      m.released = true;
+      this.dropRefs(m.refs);
+    }
+  }
 
   port(o: Operand): number {
     if ("lit" in o) return o.lit;
@@ -211,15 +334,36 @@ class World {
     refs: readonly number[],
     w: boolean,
   ) {
-    this.maps.push({ value: mapping, writable: w, refs: refs.filter((_, i) => domids[i] === 0) });
+    const peerRefs = refs.filter((_, i) => this.isPeerDomain(domids[i]));
+    this.maps.push({
+      value: mapping,
+      writable: w,
+      refs: refs.filter((_, i) => domids[i] === 0),
+      peerRefs,
+    });
     for (const [i, ref] of refs.entries()) {
       if (domids[i] === 0) this.mapped.set(ref, (this.mapped.get(ref) ?? 0) + 1);
     }
+    for (const ref of peerRefs) this.peerMapped.set(ref, (this.peerMapped.get(ref) ?? 0) + 1);
   }
 
   /** A mapping went away (unmap or its handle closed): ends deferred grants. */
   dropMapping(t: Tracked<GrantMapping>): void {
-    for (const ref of t.refs) {
+    this.dropRefs(t.refs);
+    for (const ref of t.peerRefs ?? []) {
+      const n = (this.peerMapped.get(ref) ?? 1) - 1;
+      if (n > 0) {
+        this.peerMapped.set(ref, n);
+        continue;
+      }
+      this.peerMapped.delete(ref);
+      if (this.peerDeferred.delete(ref)) this.peerSettleNeeded = true;
+    }
+  }
+
+  /** Mappings of dom0's `refs` went away (by either process): ends deferred grants. */
+  dropRefs(refs: readonly number[]): void {
+    for (const ref of refs) {
       const n = (this.mapped.get(ref) ?? 1) - 1;
       if (n > 0) {
         this.mapped.set(ref, n);
@@ -261,6 +405,7 @@ const GRANT_REF_OPS: ReadonlySet<Op["kind"]> = new Set([
   "mapDomain",
   "mapNotify",
   "copy",
+  "peerMap",
 ]);
 
 /** The events of a trace entry (`e<handle>:<port>` texts), in recorded order. */
@@ -284,6 +429,7 @@ export class TraceRecorder {
   /** A recorder over a fresh world on `target`. */
   constructor(target: RunTarget) {
     this.#target = target;
+    this.#world.peerDomid = target.peerDomid ?? 0;
   }
 
   /**
@@ -296,17 +442,39 @@ export class TraceRecorder {
     const t0 = performance.now();
     const world = this.#world;
     if (GRANT_REF_OPS.has(op.kind)) this.#target.beforeGrant();
-    const [call, out] = await execute(world, op, this.#target.options);
+    const [call, out] = await execute(world, op, this.#target);
     const succeeded = EVENTFUL.has(op.kind) && !out.startsWith("!") && !out.startsWith("skip");
     const events = drain(world, this.#target, expected, succeeded);
     if (world.settleNeeded) {
       world.settleNeeded = false;
       this.#target.deferredEnd();
     }
+    if (world.peerSettleNeeded) {
+      world.peerSettleNeeded = false;
+      this.#target.peerDeferredEnd?.();
+    }
     const e = entry(call, out, events);
     this.trace.push(e);
     if (this.#target.timings) this.#target.timings.total += performance.now() - t0;
     return e;
+  }
+
+  /**
+   * Kills the peer if one lives (the kill lane's sequences end so), as a
+   * `peerKill` step waiting for `expected`; returns its entry, or null when
+   * no peer lives (nothing is recorded).
+   */
+  async endPeer(expected: readonly string[] = []): Promise<TraceEntry | null> {
+    if (!this.#world.peer) return null;
+    const kind = this.#target.peerEnd === "close" ? "peerClose" : "peerKill";
+    return await this.step({ kind }, expected);
+  }
+
+  /** Kills the peer without recording (cleanup after an engine error). Never throws. */
+  async abandonPeer(): Promise<void> {
+    const peer = this.#world.peer;
+    this.#world.peer = undefined;
+    await peer?.kill().catch(() => {});
   }
 
   /**
@@ -324,6 +492,10 @@ export class TraceRecorder {
     const events: string[] = [];
     for (const t of world.tbl) t.close();
     for (const m of world.maps) world.dropMapping(m);
+    if (world.peerSettleNeeded) {
+      world.peerSettleNeeded = false;
+      target.peerDeferredEnd?.();
+    }
     events.push(...drain(world, target, [], world.tbl.length > 0));
     if (world.settleNeeded) {
       world.settleNeeded = false;
@@ -351,7 +523,9 @@ export async function recordTrace(ops: readonly Op[], target: RunTarget): Promis
   const rec = new TraceRecorder(target);
   try {
     for (const op of ops) await rec.step(op);
+    await rec.endPeer();
   } finally {
+    await rec.abandonPeer();
     rec.finish();
   }
   return rec.trace;
@@ -378,8 +552,12 @@ export async function recordLockstep(
   const s = new TraceRecorder(sim);
   try {
     for (const op of ops) await r.step(op, entryEvents(await s.step(op)));
+    const simKill = await s.endPeer();
+    await r.endPeer(simKill ? entryEvents(simKill) : []);
     r.finish(entryEvents(s.finish()));
   } finally {
+    await s.abandonPeer();
+    await r.abandonPeer();
     s.finish();
     r.finish();
   }
@@ -485,7 +663,8 @@ function pendingOrError(h: EventChannels, timeoutMs: number, got: string[], i: n
 
 type Outcome = readonly [call: string, out: string];
 
-async function execute(world: World, op: Op, options: OpenOptions): Promise<Outcome> {
+async function execute(world: World, op: Op, target: RunTarget): Promise<Outcome> {
+  const options = target.options;
   switch (op.kind) {
     case "evtOpen":
       if (world.evt.length >= MAX_HANDLES) return ["evtOpen", "skip"];
@@ -500,6 +679,7 @@ async function execute(world: World, op: Op, options: OpenOptions): Promise<Outc
       world.tbl.push(await openGrantTable(options));
       return [`tblOpen`, `t${world.tbl.length - 1}`];
     default:
+      if (op.kind.startsWith("peer")) return await peerOp(world, op as PeerOp, target);
       return executeSync(world, op);
   }
 }
@@ -537,6 +717,189 @@ function executeSync(world: World, op: Op): Outcome {
   }
 }
 
+/** The text of a peer's outcome: its value, or its error's class and errno name. */
+function peerText(r: PeerOutcome, value: (v: unknown) => string = () => "ok"): string {
+  if (!r.ok) return `!${r.error.name}${r.error.code ? `:${r.error.code}` : ""}`;
+  return value(r.value);
+}
+
+/** Most events one peerDrain takes (a runaway guard). */
+const MAX_PEER_DRAIN = 32;
+
+/**
+ * The peer's operations (kill lane). The peer's ports join the port list
+ * and its mappings of dom0's refs count as mappings for the deferred-end
+ * rule (normalisation rule 5), like the first process's. Operations while
+ * no peer lives are recorded as `nopeer`; a killed peer's mappings are
+ * released by its kernel.
+ */
+async function peerOp(world: World, op: PeerOp, target: RunTarget): Promise<Outcome> {
+  if (!target.spawnPeer) return [op.kind, "skip"];
+  if (op.kind === "peerSpawn") {
+    if (world.peer) return ["P.spawn()", "alive"];
+    world.peer = await target.spawnPeer();
+    world.peers++;
+    return ["P.spawn()", `P${world.peers - 1}`];
+  }
+  const live = world.peer;
+  if (!live) return [`P.${op.kind[4].toLowerCase()}${op.kind.slice(5)}`, "nopeer"];
+  // A peer process that died by itself is recorded (`!PeerDied`) and counts as killed.
+  const peer: PeerLink = {
+    call: (cmd) =>
+      live.call(cmd).catch(async (error) => {
+        await live.kill();
+        if (world.peer === live) world.peer = undefined;
+        for (const m of world.peerMaps) {
+          if (m.released) continue;
+          m.released = true;
+          world.dropRefs(m.refs);
+        }
+        throw error;
+      }),
+    kill: () => live.kill(),
+  };
+  try {
+    return await peerStep(world, op, target, peer);
+  } catch (error) {
+    if (world.peer === live) throw error;
+    return [`P.${op.kind.slice(4)}`, `!PeerDied`];
+  }
+}
+
+async function peerStep(
+  world: World,
+  op: Exclude<PeerOp, { kind: "peerSpawn" }>,
+  target: RunTarget,
+  peer: PeerLink,
+): Promise<Outcome> {
+  switch (op.kind) {
+    case "peerKill": {
+      world.peer = undefined;
+      await peer.kill();
+      world.peerSharesGone();
+      return ["P.kill()", "ok"];
+    }
+    case "peerClose": {
+      const r = await peer.call({ op: "close" });
+      world.peerSharesGone();
+      return ["P.close()", peerText(r)];
+    }
+    case "peerBindUnbound":
+      return [
+        `P.bindUnboundPort(${op.domid})`,
+        peerText(await peer.call({ op: "bindUnbound", domid: op.domid }), (v) => {
+          (world.separate ? world.peerPorts : world.ports).push(v as number);
+          return `=${v}`;
+        }),
+      ];
+    case "peerBindInterdomain": {
+      const port = world.port(op.port);
+      return [
+        `P.bindInterdomain(0,${port})`,
+        peerText(await peer.call({ op: "bindInterdomain", domid: 0, port }), (v) => {
+          (world.separate ? world.peerPorts : world.ports).push(v as number);
+          return `=${v}`;
+        }),
+      ];
+    }
+    case "peerNotify": {
+      const port = world.peerPort(op.port);
+      return [`P.notify(${port})`, peerText(await peer.call({ op: "notify", port }))];
+    }
+    case "peerUnbind": {
+      const port = world.peerPort(op.port);
+      return [`P.unbind(${port})`, peerText(await peer.call({ op: "unbind", port }))];
+    }
+    case "peerShare": {
+      target.beforePeerGrant?.();
+      const n = op.notify ? peerNotifyOptions(world, op.notify, op.writable) : undefined;
+      const call = `P.share(0,${n ? notifyText(n) : `{w:${op.writable}}`})`;
+      const notify = n ? { offset: n.notifyOffset, port: n.notifyPort } : undefined;
+      const r = await peer.call({ op: "share", domid: 0, count: 1, writable: op.writable, notify });
+      return [
+        call,
+        peerText(r, (v) => {
+          const { id, refs } = v as { id: number; refs: number[] };
+          for (const ref of refs) {
+            if (!world.peerRefNames.has(ref)) {
+              world.peerRefNames.set(ref, `h${world.peerRefNames.size}`);
+            }
+          }
+          world.peerRefs.push(...refs);
+          world.peerShares.push({ id, refs: [...refs], released: false });
+          return `ps${world.peerShares.length - 1}=[${refs.map((x) => world.peerRefText(x))}]`;
+        }),
+      ];
+    }
+    case "peerDrain": {
+      const got: number[] = [];
+      for (let i = 0; i < MAX_PEER_DRAIN; i++) {
+        const r = await peer.call({ op: "pending", timeoutMs: target.peerPendingMs ?? 1 });
+        if (!r.ok) return ["P.drain()", `[${got.sort((a, b) => a - b).join(",")}] ${peerText(r)}`];
+        if (r.value === null) break;
+        got.push(r.value as number);
+        const u = await peer.call({ op: "unmask", port: r.value as number });
+        if (!u.ok) return ["P.drain()", `[${got.join(",")}] unmask ${peerText(u)}`];
+      }
+      return ["P.drain()", `[${got.sort((a, b) => a - b).join(",")}]`];
+    }
+    case "peerMap": {
+      const ref = world.ref(op.ref);
+      const n = op.notify ? peerNotifyOptions(world, op.notify, op.writable) : undefined;
+      const call = `P.map(0,${world.refText(ref)},${n ? notifyText(n) : `{w:${op.writable}}`})`;
+      const notify = n ? { offset: n.notifyOffset, port: n.notifyPort } : undefined;
+      const r = await peer.call({
+        op: "map",
+        domid: 0,
+        refs: [ref],
+        writable: op.writable,
+        notify,
+      });
+      return [
+        call,
+        peerText(r, (v) => {
+          world.peerMaps.push({
+            id: v as number,
+            refs: [ref],
+            writable: op.writable,
+            released: false,
+          });
+          world.mapped.set(ref, (world.mapped.get(ref) ?? 0) + 1);
+          return `pm${world.peerMaps.length - 1}`;
+        }),
+      ];
+    }
+    case "peerPoke":
+    case "peerPeek":
+    case "peerRelease": {
+      const m = pick(world.peerMaps, op.m, (x) => !x.released);
+      if (!m) return [`P.${op.kind[4].toLowerCase()}${op.kind.slice(5)}`, "skip"];
+      const name = `pm${world.peerMaps.indexOf(m)}`;
+      if (op.kind === "peerRelease") {
+        const call = `${name}.unmap()`;
+        if (m.released) return [call, "released"];
+        const r = await peer.call({ op: "release", id: m.id });
+        if (r.ok) {
+          m.released = true;
+          world.dropRefs(m.refs);
+        }
+        return [call, peerText(r)];
+      }
+      const call = op.kind === "peerPoke"
+        ? `${name}.poke(${op.offset},${op.value})`
+        : `${name}.peek(${op.offset})`;
+      if (m.released) return [call, "released"];
+      if (op.kind === "peerPeek") {
+        const r = await peer.call({ op: "read", id: m.id, offset: op.offset, length: 8 });
+        return [call, peerText(r, (v) => hex(Uint8Array.from(v as number[])))];
+      }
+      if (!m.writable) return [call, "skip read-only"];
+      const bytes = Array.from({ length: 8 }, (_, i) => (op.value + i) & 0xff);
+      return [call, peerText(await peer.call({ op: "write", id: m.id, offset: op.offset, bytes }))];
+    }
+  }
+}
+
 function eventOp(world: World, op: Op): Outcome {
   const h = pick(world.evt, (op as { h: number }).h, liveHandle);
   if (!h) return [`${op.kind}`, "skip"];
@@ -546,14 +909,15 @@ function eventOp(world: World, op: Op): Outcome {
       return attempt(`${name}.close()`, () => h.close());
     case "bindUnbound":
       return attempt(
-        `${name}.bindUnboundPort(${op.domid})`,
-        () => bound(world, h.bindUnboundPort(op.domid)),
+        `${name}.bindUnboundPort(${world.domText(op.domid)})`,
+        () => bound(world, h.bindUnboundPort(world.dom(op.domid))),
       );
     case "bindInterdomain": {
-      const port = world.port(op.port);
+      const domid = world.dom(op.domid);
+      const port = world.isPeerDomain(domid) ? world.peerPort(op.port) : world.port(op.port);
       return attempt(
-        `${name}.bindInterdomain(${op.domid},${port})`,
-        () => bound(world, h.bindInterdomain(op.domid, port)),
+        `${name}.bindInterdomain(${world.domText(op.domid)},${port})`,
+        () => bound(world, h.bindInterdomain(domid, port)),
       );
     }
     case "bindVirq":
@@ -582,6 +946,15 @@ function notifyOptions(world: World, n: NotifyOperands, writable: boolean) {
     writable,
     notifyOffset: n.offset,
     notifyPort: n.port === undefined ? undefined : world.port(n.port),
+  };
+}
+
+/** The notify options of a peer operation: its port is one of the peer's domain. */
+function peerNotifyOptions(world: World, n: NotifyOperands, writable: boolean) {
+  return {
+    writable,
+    notifyOffset: n.offset,
+    notifyPort: n.port === undefined ? undefined : world.peerPort(n.port),
   };
 }
 
@@ -632,11 +1005,11 @@ function grantOp(world: World, op: Op): Outcome {
       const name = `s${world.shr.indexOf(s)}`;
       if (op.kind === "share") {
         return attempt(
-          `${name}.sharePages(${op.domid},${op.count},{w:${op.writable}})`,
+          `${name}.sharePages(${world.domText(op.domid)},${op.count},{w:${op.writable}})`,
           () =>
             shareResult(
               world,
-              s.sharePages(op.domid, op.count, { writable: op.writable }),
+              s.sharePages(world.dom(op.domid), op.count, { writable: op.writable }),
               op.writable,
               s,
             ),
@@ -644,8 +1017,8 @@ function grantOp(world: World, op: Op): Outcome {
       }
       const o = notifyOptions(world, op.notify, op.writable);
       return attempt(
-        `${name}.sharePageNotify(${op.domid},${notifyText(o)})`,
-        () => shareResult(world, s.sharePageNotify(op.domid, o), op.writable, s),
+        `${name}.sharePageNotify(${world.domText(op.domid)},${notifyText(o)})`,
+        () => shareResult(world, s.sharePageNotify(world.dom(op.domid), o), op.writable, s),
       );
     }
     case "unshare": {
@@ -720,13 +1093,14 @@ function mapOp(
   };
   switch (op.kind) {
     case "map": {
-      const ref = world.ref(op.ref);
+      const domid = world.dom(op.domid);
+      const [ref, refText] = world.refFor(domid, op.ref);
       return attempt(
-        `${name}.mapGrantRef(${op.domid},${world.refText(ref)},{w:${op.writable}})`,
+        `${name}.mapGrantRef(${world.domText(op.domid)},${refText},{w:${op.writable}})`,
         () =>
           done(
-            t.mapGrantRef(op.domid, ref, { writable: op.writable }),
-            [op.domid],
+            t.mapGrantRef(domid, ref, { writable: op.writable }),
+            [domid],
             [ref],
             op.writable,
           ),
@@ -766,11 +1140,12 @@ function mapOp(
       );
     }
     case "mapNotify": {
-      const ref = world.ref(op.ref);
+      const domid = world.dom(op.domid);
+      const [ref, refText] = world.refFor(domid, op.ref);
       const o = notifyOptions(world, op.notify, op.writable);
       return attempt(
-        `${name}.mapGrantRefNotify(${op.domid},${world.refText(ref)},${notifyText(o)})`,
-        () => done(t.mapGrantRefNotify(op.domid, ref, o), [op.domid], [ref], op.writable),
+        `${name}.mapGrantRefNotify(${world.domText(op.domid)},${refText},${notifyText(o)})`,
+        () => done(t.mapGrantRefNotify(domid, ref, o), [domid], [ref], op.writable),
       );
     }
   }

@@ -1,0 +1,238 @@
+/**
+ * The differential fidelity engine on real Xen, dom0 xenstore lane: the
+ * XenStore sequences of tests/fidelity/xs_ops.ts run through the FFI
+ * backend's XenStore transport on C xenstored 4.17 (the daemon the
+ * simulated xenstored models; this test switches the harness dom0 to it
+ * and back), each followed by the same sequence on a fresh simulated
+ * xenstored, and each real trace is compared
+ *   - with the simulator's (0 divergences; a divergence is shrunk with ddmin,
+ *     every candidate run on both daemons), and
+ *   - with the committed fixture tests/fidelity/fixtures/dom0_xenstore.json
+ *     (real Xen's answers must not have changed).
+ * The normalisation is written down in tests/fidelity/xs_run.ts.
+ *
+ * Recording (XENCHAN_FIDELITY_RECORD=1): the recording is written, gzipped,
+ * to $XENCHAN_OUT/fidelity/dom0_xenstore.<runtime>.json.gz (on the host
+ * .xen/runs/test_xen/out/fidelity/; `gunzip -c` it into the fixture to
+ * commit it), and a runtime that finds the other runtime's recording of
+ * this boot compares with it instead of the committed fixture.
+ * Knobs: XENCHAN_FIDELITY_SEQUENCES (default: all under Deno, a seeded
+ * subset of SUBSET_SEQUENCES under Bun), XENCHAN_FIDELITY_SHRINK,
+ * XENCHAN_FIDELITY_BUDGET (as in fidelity_dom0.test.ts).
+ */
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { gunzipSync, gzipSync } from "node:zlib";
+import process from "node:process";
+import {
+  divergenceReport,
+  firstDivergence,
+  FIXTURE_VERSION,
+  type LaneFixture,
+  type RecordedSequence,
+  shrink,
+  summaryLine,
+} from "../fidelity/compare.ts";
+import { readFixture } from "../fidelity/fixture_io.ts";
+import { laneTag } from "../fidelity/lanes.ts";
+import { SeededRandom } from "../fidelity/ops.ts";
+import {
+  DOM0_XENSTORE,
+  ffiXsTarget,
+  simXsTarget,
+  xsLaneSequence,
+  type XsStartState,
+} from "../fidelity/xs_lane.ts";
+import type { XsOp } from "../fidelity/xs_ops.ts";
+import { recordXsTrace } from "../fidelity/xs_run.ts";
+import {
+  runningXenstored,
+  useXenstored,
+  whyNoGuests,
+  type XenstoredName,
+} from "../helpers/guest.ts";
+
+const skip = whyNoGuests() ?? false;
+const lane = DOM0_XENSTORE;
+const DAEMON: XenstoredName = "cxenstored";
+const runtime = "Bun" in globalThis ? "bun" : "deno";
+const other = runtime === "bun" ? "deno" : "bun";
+const recordMode = process.env.XENCHAN_FIDELITY_RECORD === "1";
+/** Sequences Bun runs by default (a seeded subset; Deno runs them all). */
+const SUBSET_SEQUENCES = 40;
+const SUBSET_SEED = 0x5b5e8;
+const RUN_TIMEOUT_MS = 1_500_000;
+
+function envInt(name: string, fallback: number): number {
+  const n = Number(process.env[name] ?? "");
+  return Number.isInteger(n) && n > 0 ? n : fallback;
+}
+
+function outFile(who: string): string | null {
+  const out = process.env.XENCHAN_OUT;
+  return out ? `${out}/fidelity/${lane.name.replaceAll(" ", "_")}.${who}.json.gz` : null;
+}
+
+function readText(path: string): string {
+  try {
+    return readFileSync(path, "utf8").trim();
+  } catch {
+    return "?";
+  }
+}
+
+type Fixture = LaneFixture<XsStartState>;
+
+function reference(): { fixture: Fixture | null; from: string } {
+  const file = recordMode ? outFile(other) : null;
+  if (file && existsSync(file)) {
+    const fixture = JSON.parse(gunzipSync(readFileSync(file)).toString("utf8")) as Fixture;
+    return { fixture, from: `${other}'s recording of this boot` };
+  }
+  return { fixture: readFixture<XsStartState>(lane), from: "the committed fixture" };
+}
+
+function plan(ref: Fixture | null): { seed: number; length: number }[] {
+  const all = recordMode || !ref || ref.version !== FIXTURE_VERSION
+    ? Array.from({ length: lane.sequences }, (_, i) => ({
+      seed: lane.seedBase + i,
+      length: lane.length,
+    }))
+    : ref.sequences.map((s) => ({ seed: s.seed, length: s.length }));
+  const count = envInt(
+    "XENCHAN_FIDELITY_SEQUENCES",
+    runtime === "deno" ? all.length : SUBSET_SEQUENCES,
+  );
+  if (count >= all.length) return all;
+  const rnd = new SeededRandom(SUBSET_SEED);
+  for (let i = all.length - 1; i > 0; i--) {
+    const j = rnd.int(0, i);
+    [all[i], all[j]] = [all[j], all[i]];
+  }
+  return all.slice(0, count).sort((a, b) => a.seed - b.seed);
+}
+
+interface Run {
+  readonly fixture: Fixture;
+  readonly operations: number;
+  readonly divergent: { seed: number; index: number; real?: string; sim?: string }[];
+  readonly seconds: number;
+}
+
+let running: Promise<Run> | undefined;
+
+function run(): Promise<Run> {
+  running ??= (async () => {
+    const { fixture: ref } = reference();
+    const sequences: RecordedSequence[] = [];
+    const divergent: Run["divergent"] = [];
+    let operations = 0;
+    const t0 = performance.now();
+    for (const { seed, length } of plan(ref)) {
+      const ops = xsLaneSequence(lane, seed, length);
+      operations += ops.length;
+      const real = await recordXsTrace(ops, seed, ffiXsTarget());
+      const sim = await recordXsTrace(ops, seed, simXsTarget());
+      sequences.push({ seed, length, trace: real });
+      const d = firstDivergence(real, sim);
+      if (d) divergent.push({ seed, index: d.index, real: d.expected, sim: d.actual });
+    }
+    const seconds = Math.round((performance.now() - t0) / 100) / 10;
+    const xen = ["major", "minor"].map((f) => readText(`/sys/hypervisor/version/${f}`)).join(".") +
+      readText("/sys/hypervisor/version/extra");
+    const fixture: Fixture = {
+      version: FIXTURE_VERSION,
+      lane: lane.name,
+      recordedOn: `Xen ${xen}, Linux ${
+        readText("/proc/sys/kernel/osrelease")
+      } PV dom0, ${DAEMON} over its socket, ${runtime}`,
+      startState: { daemon: DAEMON },
+      sequences,
+    };
+    const file = outFile(runtime);
+    if (file && recordMode) {
+      mkdirSync(file.slice(0, file.lastIndexOf("/")), { recursive: true });
+      writeFileSync(file, gzipSync(JSON.stringify(fixture) + "\n", { level: 9 }));
+    }
+    return { fixture, operations, divergent, seconds };
+  })();
+  return running;
+}
+
+async function divergesLive(ops: readonly XsOp[], seed: number): Promise<boolean> {
+  const real = await recordXsTrace(ops, seed, ffiXsTarget());
+  const sim = await recordXsTrace(ops, seed, simXsTarget());
+  return firstDivergence(real, sim) !== null;
+}
+
+describe("fidelity on real Xen: XenStore", { skip }, () => {
+  let previous: XenstoredName | null = null;
+  before(async () => {
+    previous = await runningXenstored();
+    await useXenstored(DAEMON);
+  });
+  after(async () => {
+    if (previous && previous !== DAEMON) await useXenstored(previous);
+  });
+
+  it(`the simulated xenstored answers as ${DAEMON}, 0 divergences ${laneTag(lane)}`, {
+    timeout: RUN_TIMEOUT_MS,
+  }, async () => {
+    const { fixture, operations, divergent, seconds } = await run();
+    console.log(`${fixture.recordedOn}; ${fixture.sequences.length} sequences in ${seconds} s`);
+    const reports: string[] = [];
+    const toShrink = envInt("XENCHAN_FIDELITY_SHRINK", 2);
+    for (const failure of divergent.slice(0, toShrink)) {
+      const ops = xsLaneSequence(lane, failure.seed);
+      const prefix = ops.slice(0, Math.min(ops.length, failure.index + 1));
+      const budget = envInt("XENCHAN_FIDELITY_BUDGET", 60);
+      const minimal = await shrink(prefix, (c) => divergesLive(c, failure.seed), budget);
+      const real = await recordXsTrace(minimal, failure.seed, ffiXsTarget());
+      const sim = await recordXsTrace(minimal, failure.seed, simXsTarget());
+      const d = firstDivergence(real, sim) ??
+        { index: failure.index, expected: failure.real, actual: failure.sim };
+      reports.push(divergenceReport(failure.seed, minimal, d));
+    }
+    for (const f of divergent.slice(toShrink)) {
+      reports.push(
+        divergenceReport(f.seed, [], { index: f.index, expected: f.real, actual: f.sim }),
+      );
+    }
+    const line = `${
+      summaryLine(fixture.sequences.length, operations, divergent.length)
+    } (${lane.name}, ${runtime}, real ${DAEMON} against the simulator)`;
+    console.log(line);
+    if (reports.length) console.log(reports.join("\n\n"));
+    assert.equal(divergent.length, 0, `${line}\n${reports.join("\n\n")}`);
+  });
+
+  it(`real ${DAEMON} still answers as the reference recording ${laneTag(lane)}`, {
+    timeout: RUN_TIMEOUT_MS,
+  }, async () => {
+    const { fixture: ref, from } = reference();
+    const { fixture } = await run();
+    assert.ok(ref, "no committed fixture: record one (XENCHAN_FIDELITY_RECORD=1)");
+    assert.equal(ref.version, FIXTURE_VERSION, `${from} was recorded by another engine version`);
+    assert.deepEqual(fixture.startState, ref.startState, "the daemon changed");
+    const bySeed = new Map(ref.sequences.map((s) => [s.seed, s]));
+    const changed: string[] = [];
+    let compared = 0;
+    let comparedOps = 0;
+    for (const rec of fixture.sequences) {
+      const old = bySeed.get(rec.seed);
+      if (!old || old.length !== rec.length) continue;
+      compared++;
+      comparedOps += rec.length;
+      const d = firstDivergence(old.trace, rec.trace);
+      if (d) changed.push(`seed ${rec.seed} op ${d.index}: was ${d.expected}, now ${d.actual}`);
+    }
+    console.log(
+      `${
+        summaryLine(compared, comparedOps, changed.length)
+      } (${lane.name}, ${runtime}, real ${DAEMON} against ${from})`,
+    );
+    assert.ok(compared > 0, `no sequence of this run is in ${from}`);
+    assert.deepEqual(changed, [], `real ${DAEMON}'s answers changed:\n${changed.join("\n")}`);
+  });
+});
