@@ -11,7 +11,18 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { divergenceReport, FIXTURE_VERSION, summaryLine } from "./fidelity/compare.ts";
 import { fixturePath, readFixture, replayOnSim } from "./fidelity/fixture_io.ts";
-import { DOM0_KILL, DOM0_LOOPBACK, laneSequence, laneTag } from "./fidelity/lanes.ts";
+import {
+  DOM0_KILL,
+  DOM0_LOOPBACK,
+  DOMU,
+  type DomUStartState,
+  laneSequence,
+  type LaneSpec,
+  laneTag,
+  simDomUTarget,
+  simTarget,
+} from "./fidelity/lanes.ts";
+import type { RunTarget } from "./fidelity/run.ts";
 import {
   DOM0_XENSTORE,
   replayXsOnSim,
@@ -19,17 +30,24 @@ import {
   type XsStartState,
 } from "./fidelity/xs_lane.ts";
 
-for (const lane of [DOM0_LOOPBACK, DOM0_KILL]) {
+/** The lanes replayed on a simulated dom0 (and, for domU, a simulated guest). */
+const DOM0_LANES: readonly [LaneSpec, (start: DomUStartState) => RunTarget][] = [
+  [DOM0_LOOPBACK, simTarget],
+  [DOM0_KILL, simTarget],
+  [DOMU, simDomUTarget],
+];
+
+for (const [lane, target] of DOM0_LANES) {
   describe(`fidelity replay: ${lane.name}`, () => {
     // 10,000 simulated operations: a few seconds, more on a loaded machine (Bun's default is 5 s).
     it(`the simulator reproduces every trace recorded on real Xen ${laneTag(lane)}`, {
       timeout: 120_000,
     }, async () => {
-      const fixture = readFixture(lane);
+      const fixture = readFixture<DomUStartState>(lane);
       assert.ok(fixture, `missing fixture ${fixturePath(lane)}`);
       assert.equal(fixture.version, FIXTURE_VERSION, "fixture recorded by another engine version");
       assert.equal(fixture.lane, lane.name);
-      const result = await replayOnSim(lane, fixture.startState, fixture.sequences);
+      const result = await replayOnSim(lane, fixture.startState, fixture.sequences, target);
       const line = summaryLine(result.sequences, result.operations, result.failures.length);
       console.log(`${line} (${lane.name}; recorded on ${fixture.recordedOn})`);
       const reports = result.failures.slice(0, 5).map((f) => {

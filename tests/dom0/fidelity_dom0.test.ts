@@ -122,9 +122,11 @@ function reference(lane: LaneSpec): { fixture: LaneFixture | null; from: string 
 
 /**
  * Which sequences this runtime runs: the reference's (or, recording or
- * without a usable reference, the lane's seeds); all of them under Deno, a
- * seeded subset of SUBSET_SEQUENCES under Bun (XENCHAN_FIDELITY_SEQUENCES
- * overrides both).
+ * without a usable reference, the lane's seeds); all of them under the
+ * lane's full runtime (Deno unless the lane says), a seeded subset of
+ * SUBSET_SEQUENCES (or the lane's subsetSequences) under the other; outside
+ * recording, only the lane's checkSequences when it sets them
+ * (XENCHAN_FIDELITY_SEQUENCES overrides all of this).
  */
 function plan(lane: LaneSpec, ref: LaneFixture | null): { seed: number; length: number }[] {
   const all = recordMode || !ref || ref.version !== FIXTURE_VERSION
@@ -135,7 +137,9 @@ function plan(lane: LaneSpec, ref: LaneFixture | null): { seed: number; length: 
     : ref.sequences.map((s) => ({ seed: s.seed, length: s.length }));
   const count = envInt(
     "XENCHAN_FIDELITY_SEQUENCES",
-    runtime === (lane.fullRuntime ?? "deno")
+    !recordMode && lane.checkSequences
+      ? lane.checkSequences
+      : runtime === (lane.fullRuntime ?? "deno")
       ? all.length
       : lane.subsetSequences ?? SUBSET_SEQUENCES,
   );
