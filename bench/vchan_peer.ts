@@ -14,8 +14,11 @@
  *             "equal"} (sha-256 in hex of what went out and what came back)
  *   source    write BYTES (default 64 MiB) in WRITE-byte writes (default
  *             4096), wait until the peer read them, print a JSON row, close
+ *             ("waits": writes that found too little space and waited)
  *   sink      read until the peer closes, print a JSON row (the throughput
- *             from the first byte to the last)
+ *             from the first byte to the last; "reads": reads that returned
+ *             data, "waits": reads that found the ring empty and waited for
+ *             an event)
  *   pingpong  BYTES one-byte round trips (the client initiates and prints)
  *   flood     write WRITE-byte chunks until the vchan fails; after the first
  *             256 KiB print "flooding" and create the file $VCHAN_FLOOD_MARK
@@ -160,8 +163,11 @@ async function drive(v: Vchan, bytes: number, write: number): Promise<boolean> {
 async function source(v: Vchan, bytes: number, write: number): Promise<void> {
   const chunk = new Uint8Array(write).fill(7);
   const t0 = performance.now();
+  let waits = 0;
   for (let sent = 0; sent < bytes; sent += write) {
-    await v.write(sent + write <= bytes ? chunk : chunk.subarray(0, bytes - sent));
+    const part = sent + write <= bytes ? chunk : chunk.subarray(0, bytes - sent);
+    if (v.bufferSpace() < part.length) waits++;
+    await v.write(part);
   }
   await v.drain();
   const seconds = (performance.now() - t0) / 1000;
@@ -173,15 +179,19 @@ async function source(v: Vchan, bytes: number, write: number): Promise<void> {
     bytes,
     seconds: Number(seconds.toFixed(4)),
     mbPerSecond: Number((bytes / seconds / 1e6).toFixed(1)),
+    waits,
   }));
 }
 
 async function sink(v: Vchan): Promise<void> {
   let got = 0;
   let t0 = 0;
+  let reads = 0;
+  let waits = 0;
   for (;;) {
     let n: number;
     try {
+      if (got > 0 && v.dataReady() === 0) waits++;
       n = (await v.read(1 << 20)).length;
     } catch (error) {
       if (isReset(error)) break;
@@ -189,6 +199,7 @@ async function sink(v: Vchan): Promise<void> {
     }
     if (got === 0) t0 = performance.now();
     got += n;
+    reads++;
   }
   const seconds = got ? (performance.now() - t0) / 1000 : 0;
   console.log(JSON.stringify({
@@ -198,6 +209,8 @@ async function sink(v: Vchan): Promise<void> {
     bytes: got,
     seconds: Number(seconds.toFixed(4)),
     mbPerSecond: seconds > 0 ? Number((got / seconds / 1e6).toFixed(1)) : 0,
+    reads,
+    waits,
   }));
 }
 

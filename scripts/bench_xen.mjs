@@ -152,7 +152,14 @@ function readVchanBench(files, impl) {
         `${side}: exit ${text(`${name}.${side}.status`).trim() || "none"} ` +
         text(`${name}.${side}.err`).trim().split("\n").slice(-3).join(" | ")
       ).join("; ");
-    return { key, value, unit: pingpong ? "us/round" : "MB/s", why, bytes: rows[0]?.bytes };
+    const row = rows[0];
+    return {
+      key,
+      value,
+      unit: pingpong ? "us/round" : "MB/s",
+      why,
+      waits: typeof row?.waits === "number" ? `sink waited ${row.waits} of ${row.reads} reads` : "",
+    };
   });
   return { impl, cases };
 }
