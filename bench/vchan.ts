@@ -19,7 +19,8 @@
  */
 import process from "node:process";
 import { SimHypervisor } from "../sim/mod.ts";
-import { connectVchan, listenVchan, MemoryXenStore, vchanPath } from "../plugins/vchan/mod.ts";
+import { openXenStore } from "../mod.ts";
+import { connectVchan, listenVchan, vchanPath } from "../plugins/vchan/mod.ts";
 import { emitRow, say } from "./rows.ts";
 
 const quick = process.argv.includes("--quick");
@@ -29,11 +30,10 @@ say(`vchan on the simulator (${runtime}${quick ? ", --quick" : ""}): one JSON ro
 async function pair(readMin: number, writeMin: number) {
   const hv = new SimHypervisor();
   const guest = hv.createDomain();
-  const xs = new MemoryXenStore(hv);
   const path = vchanPath(0, guest, 1);
   const server = await listenVchan({
     backend: hv.backend(0),
-    store: xs.connect(0),
+    store: await openXenStore({ backend: hv.backend(0) }),
     domid: guest,
     path,
     readMin,
@@ -41,7 +41,7 @@ async function pair(readMin: number, writeMin: number) {
   });
   const client = await connectVchan({
     backend: hv.backend(guest),
-    store: xs.connect(guest),
+    store: await openXenStore({ backend: hv.backend(guest) }),
     domid: 0,
     path,
   });

@@ -9,7 +9,8 @@
  *
  * `--simulate` is a self-test with both ends in this process: a simulated
  * dom0 runs an echo server, a simulated guest runs the client that stdin and
- * stdout are connected to, so the output equals the input.
+ * stdout are connected to, so the output equals the input; the rendezvous
+ * goes through the simulator's xenstored.
  *
  * On real Xen the rendezvous needs the XenStore client (openXenStore in
  * mod.ts); when this build lacks it, the command says so.
@@ -18,11 +19,10 @@
  */
 import process from "node:process";
 import * as api from "../mod.ts";
-import { selectBackend, SimHypervisor, type XenBackend } from "../mod.ts";
+import { openXenStore, selectBackend, SimHypervisor, type XenBackend } from "../mod.ts";
 import {
   connectVchan,
   listenVchan,
-  MemoryXenStore,
   type Vchan,
   VchanError,
   vchanPath,
@@ -235,11 +235,13 @@ async function simulate(
 ): Promise<number> {
   const hv = new SimHypervisor();
   const guest = hv.createDomain();
-  const xs = new MemoryXenStore(hv);
   const path = vchanPath(0, guest, 1);
+  // Each end talks to the simulator's xenstored with its own domain's identity.
+  using store0 = await openXenStore({ backend: hv.backend(0) });
+  using storeGuest = await openXenStore({ backend: hv.backend(guest) });
   await using server = await listenVchan({
     backend: hv.backend(0),
-    store: xs.connect(0),
+    store: store0,
     domid: guest,
     path,
     readMin: options.readMin,
@@ -247,7 +249,7 @@ async function simulate(
   });
   await using client = await connectVchan({
     backend: hv.backend(guest),
-    store: xs.connect(guest),
+    store: storeGuest,
     domid: 0,
     path,
   });

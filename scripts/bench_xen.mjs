@@ -22,17 +22,30 @@
 // anything.
 // The inline wait of ffi/poller.ts is capped at XENCHAN_INLINE_WAIT_US (default here 100000 us,
 // because a round trip under TCG takes milliseconds; the library's own default is 2000 us).
-// Then (unless XENCHAN_BENCH_ONLY=evtchn) the XenStore benches on real oxenstored (started with
+// Then the XenStore benches on real oxenstored (started with
 // xenchan-xenstored):
 //   C:    xenstore_bench <M>                 (bench/c/xenstore_bench.c over libxenstore)
 //   Deno, Bun: bench/xenstore.ts <M>         (the public client over the xenstored socket)
 //   C again (xenstore-c-end), and a table of ratios against both C runs of the boot (the range is
 //   the spread): throughput with 1 and 64 requests in flight (goal >= 1.0x C with 64 in flight),
 //   the latency of one request (goal <= 1.3x C) and the watch event latency.
+// Then the vchan benches in dom0 loopback (server and client both in dom0, one vCPU each, the
+// rendezvous through oxenstored): per implementation, a sink server and a source client with
+// 4 KiB and with 64 KiB writes (rings of 64 KiB both ways: VCHAN_READ_MIN/WRITE_MIN=65536; the
+// sink's MB/s from its first byte to its last), and one-byte ping-pong (default rings, the
+// client's us per round trip), in this order:
+//   C:    bench/c/vchan_peer.c (libxenvchan) server and client
+//   Deno, Bun: bench/vchan_peer.ts server and client
+//   mixed (Deno with C: TS sink <- C source, C sink <- TS source; they show which side costs)
+//   C again (vchan-c-end)
+// and a table of ratios against both C runs (the range is the spread): goal >= 0.9x C
+// throughput, <= 1.5x C latency.
 // Environment: XENCHAN_BENCH_ROUNDTRIPS (N, default 2000), XENCHAN_BENCH_REPEATS (default 3),
-// XENCHAN_BENCH_ONLY=evtchn (skip XenStore), XENCHAN_BENCH_XENSTORE_OPS (M, default 2000),
-// XENCHAN_INLINE_WAIT_US (see above), XENCHAN_BENCH_STRICT=1 (exit 1 when a goal is missed),
-// knobs of scripts/xen/config.mjs.
+// XENCHAN_BENCH_ONLY (comma-separated subset of evtchn,xenstore,vchan: run only those parts;
+// default all), XENCHAN_BENCH_XENSTORE_OPS (M, default 2000), XENCHAN_BENCH_VCHAN_BYTES (per
+// throughput run, default 33554432), XENCHAN_BENCH_VCHAN_ROUNDS (ping-pong round trips, default
+// 5000), XENCHAN_INLINE_WAIT_US (see above), XENCHAN_BENCH_STRICT=1 (exit 1 when a goal is
+// missed), knobs of scripts/xen/config.mjs.
 // Output: the tables; raw outputs in <cache>/runs/bench_xen/out/.
 // Exit:   0 when every bench that ran produced its JSON; 1 when one failed (or, with STRICT, missed
 //         a goal); 2 on a harness failure.
@@ -44,6 +57,10 @@ import { HarnessError, REPO } from "./xen/config.mjs";
 import { runInDom0 } from "./xen/dom0.mjs";
 
 const GOAL = { awaited: 1.3, sync: 1.1, cpu: 1.5 };
+/** The parts that run (XENCHAN_BENCH_ONLY, default all). */
+const PARTS = new Set(
+  (process.env.XENCHAN_BENCH_ONLY ?? "evtchn,xenstore,vchan").split(",").map((p) => p.trim()),
+);
 const TS_BENCH = "bench/evtchn_roundtrip.ts";
 const RAW_BENCH = "bench/evtchn_roundtrip_raw.ts";
 const RUNTIMES = [
@@ -58,26 +75,152 @@ export async function benchXen() {
   if (!Number.isInteger(reps) || reps < 1) {
     throw new HarnessError(`XENCHAN_BENCH_REPEATS must be a positive integer, got ${reps}`);
   }
-  const onlyEvtchn = process.env.XENCHAN_BENCH_ONLY === "evtchn";
   const withTs = fs.existsSync(path.join(REPO, TS_BENCH));
   if (!withTs) console.log(`bench_xen: ${TS_BENCH} does not exist yet; only the C baseline runs`);
   const run = await runInDom0({
     name: "bench_xen",
-    script: dom0Script(withTs, reps, onlyEvtchn),
+    script: dom0Script(withTs, reps, PARTS),
     toolstack: true,
     env: {
       XENCHAN_BENCH_ROUNDTRIPS: n,
       XENCHAN_BENCH_REPEATS: String(reps),
       XENCHAN_BENCH_XENSTORE_OPS: process.env.XENCHAN_BENCH_XENSTORE_OPS ?? "2000",
       XENCHAN_INLINE_WAIT_US: process.env.XENCHAN_INLINE_WAIT_US ?? "100000",
+      XENCHAN_BENCH_VCHAN_BYTES: process.env.XENCHAN_BENCH_VCHAN_BYTES ?? String(32 << 20),
+      XENCHAN_BENCH_VCHAN_ROUNDS: process.env.XENCHAN_BENCH_VCHAN_ROUNDS ?? "5000",
     },
   });
   const runs = runNames(run.files).map((name) => readRun(run.files, name));
-  const xs = onlyEvtchn ? [] : XENSTORE_RUNS.map((name) => readXenStoreBench(run.files, name));
+  const xs = PARTS.has("xenstore")
+    ? XENSTORE_RUNS.map((name) => readXenStoreBench(run.files, name))
+    : [];
+  const vchan = PARTS.has("vchan")
+    ? VCHAN_IMPLS.map(([impl]) => readVchanBench(run.files, impl))
+    : [];
   console.log(`\ndom0 timings (s): ${JSON.stringify(run.timings)}; raw output in ${run.outDir}`);
-  const ok = runs.length > 0 && runs.every((r) => r.result !== null) &&
-    xs.every((x) => x.rows.length);
-  return { runs, xs, ok, reps };
+  const ok = (!PARTS.has("evtchn") || (runs.length > 0 && runs.every((r) => r.result !== null))) &&
+    xs.every((x) => x.rows.length) &&
+    vchan.every((v) => v.cases.every((c) => c.value !== null));
+  return { runs, xs, vchan, ok, reps };
+}
+
+/**
+ * The vchan implementations, in boot order: [label, server command, client command] (sh text;
+ * the server gets the rendezvous path and mode appended the same way as the client).
+ */
+const VCHAN_IMPLS = [
+  ["c", "vchan_peer", "vchan_peer"],
+  [
+    "deno",
+    "deno run -A --no-check bench/vchan_peer.ts",
+    "deno run -A --no-check bench/vchan_peer.ts",
+  ],
+  ["bun", "bun run bench/vchan_peer.ts", "bun run bench/vchan_peer.ts"],
+  ["deno-sink+c-source", "deno run -A --no-check bench/vchan_peer.ts", "vchan_peer"],
+  ["c-sink+deno-source", "vchan_peer", "deno run -A --no-check bench/vchan_peer.ts"],
+  ["c-end", "vchan_peer", "vchan_peer"],
+];
+
+/** The vchan cases: [key, server mode args, client mode args, ring env]. */
+const VCHAN_CASES = [
+  ["write=4096", "sink", "source", "4096"],
+  ["write=65536", "sink", "source", "65536"],
+  ["pingpong", "pingpong", "pingpong", null],
+];
+
+/** The sh lines of the vchan benches (after oxenstored started). */
+function vchanScript() {
+  const lines = [];
+  let port = 100;
+  for (const [impl, server, client] of VCHAN_IMPLS) {
+    // The mixed runs measure throughput only.
+    const cases = impl.includes("+") ? VCHAN_CASES.slice(0, 2) : VCHAN_CASES;
+    for (const [key, smode, cmode, write] of cases) {
+      const path = `/local/domain/0/data/vchan/0/${port++}`;
+      const rings = write ? "VCHAN_READ_MIN=65536 VCHAN_WRITE_MIN=65536 " : "";
+      const count = write
+        ? `"$XENCHAN_BENCH_VCHAN_BYTES" ${write}`
+        : `"$XENCHAN_BENCH_VCHAN_ROUNDS"`;
+      const serverCount = write ? "" : ` "$XENCHAN_BENCH_VCHAN_ROUNDS"`;
+      lines.push(
+        `vbench vchan-${impl}-${key} ${path} ` +
+          `'${rings}${server} server ${smode} 0 ${path}${serverCount}' ` +
+          `'${client} client ${cmode} 0 ${path} ${count}'`,
+      );
+    }
+  }
+  return lines.join("\n");
+}
+
+/** One implementation's vchan results: { impl, cases: [{ key, value, unit, why }] }. */
+function readVchanBench(files, impl) {
+  const text = (f) => files.get(f)?.toString("utf8") ?? "";
+  const cases = (impl.includes("+") ? VCHAN_CASES.slice(0, 2) : VCHAN_CASES).map(([key]) => {
+    const name = `vchan-${impl}-${key}`;
+    const pingpong = key === "pingpong";
+    const rows = text(`${name}.${pingpong ? "client" : "server"}.out`).split("\n").map(tryJson)
+      .filter((j) => j && j.bench === "vchan" && j.mode === (pingpong ? "pingpong" : "sink"));
+    const value = rows.length ? (pingpong ? rows[0].microsPerRound : rows[0].mbPerSecond) : null;
+    const why = value !== null
+      ? ""
+      : ["server", "client"].map((side) =>
+        `${side}: exit ${text(`${name}.${side}.status`).trim() || "none"} ` +
+        text(`${name}.${side}.err`).trim().split("\n").slice(-3).join(" | ")
+      ).join("; ");
+    const row = rows[0];
+    return {
+      key,
+      value,
+      unit: pingpong ? "us/round" : "MB/s",
+      why,
+      waits: typeof row?.waits === "number" ? `sink waited ${row.waits} of ${row.reads} reads` : "",
+    };
+  });
+  return { impl, cases };
+}
+
+/**
+ * Prints the vchan table: per TS run and case the ratio against each C run of the boot, as
+ * "lo-hi" (throughput: TS MB/s over C MB/s; ping-pong: TS us over C us), with the goals.
+ * Returns true when every goal is met.
+ */
+function printVchanTable(vchan) {
+  console.log(
+    "\nvchan, dom0 loopback (server and client in dom0, oxenstored)  vs C libxenvchan " +
+      "(range over the two C runs)",
+  );
+  const cRuns = vchan.filter((v) => v.impl === "c" || v.impl === "c-end");
+  let meets = true;
+  for (const v of vchan) {
+    for (const c of v.cases) {
+      if (c.value === null) {
+        console.log(`${v.impl.padEnd(20)} ${c.key.padEnd(12)} FAILED: ${c.why}`);
+        meets = false;
+        continue;
+      }
+      const base = cRuns.map((r) => r.cases.find((x) => x.key === c.key)?.value)
+        .filter((x) => typeof x === "number" && x > 0);
+      const ratios = base.map((b) => c.value / b);
+      const lo = Math.min(...ratios), hi = Math.max(...ratios);
+      const isC = v.impl === "c" || v.impl === "c-end";
+      let goal = isC ? "(C baseline)" : "";
+      if (!isC && ratios.length) {
+        const ok = c.key === "pingpong" ? hi <= 1.5 : lo >= 0.9;
+        goal = c.key === "pingpong"
+          ? (ok ? "meets <= 1.5x" : "MISSES <= 1.5x")
+          : (ok ? "meets >= 0.9x" : "MISSES >= 0.9x");
+        if (!ok && !v.impl.includes("+")) meets = false;
+      }
+      const what = `${c.value.toFixed(c.key === "pingpong" ? 1 : 1)} ${c.unit}`;
+      const ratio = ratios.length ? `${lo.toFixed(2)}-${hi.toFixed(2)}x C` : "";
+      console.log(
+        `${v.impl.padEnd(20)} ${c.key.padEnd(12)} ${what.padStart(15)}   ${
+          ratio.padEnd(14)
+        } ${goal}`,
+      );
+    }
+  }
+  return meets;
 }
 
 /** The XenStore bench runs, in boot order. */
@@ -142,7 +285,7 @@ export function runNames(files) {
 }
 
 /** The dom0 shell script (exported for the harness's own checks). */
-export function dom0Script(withTs, reps, onlyEvtchn) {
+export function dom0Script(withTs, reps, parts) {
   const tsRuns = (r) =>
     RUNTIMES.map(([rt, cmd]) =>
       [
@@ -164,9 +307,31 @@ export function dom0Script(withTs, reps, onlyEvtchn) {
       `pair x-c.${i + 1} 'evtchn_pingpong echo $N' 'evtchn_pingpong client $PORT $N'`,
       withTs ? tsRuns(i + 1) : "",
     ].join("\n")).join("\n");
+  const evtchn = [
+    body,
+    withTs ? once : "",
+    `bench lo-c-end.1 evtchn_pingpong "$N"`,
+    `pair x-c-end.1 'evtchn_pingpong echo $N' 'evtchn_pingpong client $PORT $N'`,
+  ].join("\n");
   return `#!/bin/sh
 # Generated by scripts/bench_xen.mjs.
 N=$XENCHAN_BENCH_ROUNDTRIPS
+# vbench NAME PATH SERVER CLIENT: the server in the background, the client once the server
+# published PATH/event-channel; each side's output, errors and status in NAME.{server,client}.*
+vbench() {
+  name=$1 vpath=$2 server=$3 client=$4
+  echo "xenchan: bench $name"
+  timeout -s KILL 300 sh -c "$server" >"$XENCHAN_OUT/$name.server.out" 2>"$XENCHAN_OUT/$name.server.err" &
+  sp=$!
+  i=0
+  until xenstore-read "$vpath/event-channel" >/dev/null 2>&1 || [ $i -ge 1200 ]; do
+    sleep 0.1; i=$((i + 1))
+  done
+  timeout -s KILL 300 sh -c "$client" >"$XENCHAN_OUT/$name.client.out" 2>"$XENCHAN_OUT/$name.client.err"
+  echo "$?" >"$XENCHAN_OUT/$name.client.status"
+  wait $sp
+  echo "$?" >"$XENCHAN_OUT/$name.server.status"
+}
 bench() {
   name=$1; shift
   echo "xenchan: bench $name"
@@ -192,21 +357,20 @@ pair() {
   wait "$epid"
   echo "$?" >"$XENCHAN_OUT/$name.echo.status"
 }
-${body}
-${withTs ? once : ""}
-bench lo-c-end.1 evtchn_pingpong "$N"
-pair x-c-end.1 'evtchn_pingpong echo $N' 'evtchn_pingpong client $PORT $N'
-${
-    onlyEvtchn
-      ? ""
-      : `if xenchan-xenstored start oxenstored >"$XENCHAN_OUT/xenstored.log" 2>&1; then
-  bench xenstore-c xenstore_bench "$XENCHAN_BENCH_XENSTORE_OPS"
+${parts.has("evtchn") ? evtchn : ""}
+if xenchan-xenstored start oxenstored >"$XENCHAN_OUT/xenstored.log" 2>&1; then
+  :
+${parts.has("xenstore") ? xenstoreScript() : ""}
+${parts.has("vchan") ? vchanScript() : ""}
+fi
+`;
+}
+
+function xenstoreScript() {
+  return `  bench xenstore-c xenstore_bench "$XENCHAN_BENCH_XENSTORE_OPS"
   bench xenstore-deno deno run -A --no-check bench/xenstore.ts "$XENCHAN_BENCH_XENSTORE_OPS"
   bench xenstore-bun bun run bench/xenstore.ts "$XENCHAN_BENCH_XENSTORE_OPS"
-  bench xenstore-c-end xenstore_bench "$XENCHAN_BENCH_XENSTORE_OPS"
-fi`
-  }
-`;
+  bench xenstore-c-end xenstore_bench "$XENCHAN_BENCH_XENSTORE_OPS"`;
 }
 
 /**
@@ -402,9 +566,11 @@ function lo1(kase) {
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   try {
-    const { runs, xs, ok, reps } = await benchXen();
-    const evtchnMeets = printTable(runs, reps);
-    const meets = (xs.length === 0 || printXenStoreTable(xs)) && evtchnMeets;
+    const { runs, xs, vchan, ok, reps } = await benchXen();
+    const evtchnMeets = PARTS.has("evtchn") ? printTable(runs, reps) : true;
+    const xsMeets = PARTS.has("xenstore") ? printXenStoreTable(xs) : true;
+    const vchanMeets = PARTS.has("vchan") ? printVchanTable(vchan) : true;
+    const meets = vchanMeets && xsMeets && evtchnMeets;
     process.exitCode = !ok ? 1 : (!meets && process.env.XENCHAN_BENCH_STRICT === "1") ? 1 : 0;
   } catch (e) {
     if (!(e instanceof HarnessError)) throw e;

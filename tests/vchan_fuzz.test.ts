@@ -40,7 +40,7 @@ import {
   vchanPath,
 } from "../plugins/vchan/mod.ts";
 import { SimHypervisor } from "../sim/mod.ts";
-import { MemoryXenStore } from "./helpers/vchan_store.ts";
+import { SimVchanStore } from "./helpers/vchan_store.ts";
 
 type Role = "server" | "client";
 
@@ -114,7 +114,7 @@ function pageAllowed(role: Role, writeOrder: number): (offset: number) => boolea
 async function hostileClient(sizes: readonly [number, number]): Promise<Setup> {
   const hv = new SimHypervisor();
   const d1 = hv.createDomain();
-  const xs = new MemoryXenStore(hv);
+  const xs = new SimVchanStore(hv);
   const path = vchanPath(0, d1, 1);
   const vchan = await listenVchan({
     backend: hv.backend(0),
@@ -168,7 +168,7 @@ async function hostileClient(sizes: readonly [number, number]): Promise<Setup> {
 async function hostileServer(sizes: readonly [number, number]): Promise<Setup> {
   const hv = new SimHypervisor();
   const d1 = hv.createDomain();
-  const xs = new MemoryXenStore(hv);
+  const xs = new SimVchanStore(hv);
   const path = vchanPath(0, d1, 1);
   const proc = hv.backend(0);
   const evt = new EventChannels("sim", proc.openEventChannels());
@@ -446,7 +446,7 @@ test(
         async (left, right, grants) => {
           const hv = new SimHypervisor();
           const d1 = hv.createDomain();
-          const xs = new MemoryXenStore(hv);
+          const xs = new SimVchanStore(hv);
           const path = vchanPath(0, d1, 2);
           const proc = hv.backend(0);
           const evt = new EventChannels("sim", proc.openEventChannels());

@@ -24,7 +24,7 @@ import {
 import { SimHypervisor } from "../sim/mod.ts";
 import { GrantTable } from "../core/grants.ts";
 import { collect, patternBytes, readExactly, settle, vchanPair } from "./helpers/vchan.ts";
-import { MemoryXenStore } from "./helpers/vchan_store.ts";
+import { SimVchanStore } from "./helpers/vchan_store.ts";
 
 function isVchanError(code: string) {
   return (error: unknown) => {
@@ -88,7 +88,7 @@ test("rendezvous: keys, permissions n<server> r<client>, header after connect [v
 test("server header before a client: cli_live 2, cli_notify WRITE; client sets srv_notify [vchan:sim]", async () => {
   const hv = new SimHypervisor();
   const d1 = hv.createDomain();
-  const xs = new MemoryXenStore(hv);
+  const xs = new SimVchanStore(hv);
   const path = vchanPath(0, d1, 7);
   await using server = await listenVchan({
     backend: hv.backend(0),
@@ -348,7 +348,7 @@ test("AbortSignal: an aborted wait rejects with the reason and the vchan stays u
   // connectVchan with wait: aborting the wait for a server that never comes.
   const hv = new SimHypervisor();
   const d1 = hv.createDomain();
-  const xs = new MemoryXenStore(hv);
+  const xs = new SimVchanStore(hv);
   const giveUp = new AbortController();
   const attempt = connectVchan({
     backend: hv.backend(d1),
@@ -369,10 +369,26 @@ test("AbortSignal: an aborted wait rejects with the reason and the vchan stays u
 test("connect: ENOENT without a server; wait: true waits for it [vchan:sim]", async () => {
   const hv = new SimHypervisor();
   const d1 = hv.createDomain();
-  const xs = new MemoryXenStore(hv);
+  const xs = new SimVchanStore(hv);
   const path = vchanPath(0, d1, 3);
+  // A missing node under dom0's data, which the guest may not read: xenstored
+  // (C 4.17) checks the nearest existing ancestor and answers EACCES, and the
+  // client passes the store's error on.
   await assert.rejects(
     connectVchan({ backend: hv.backend(d1), store: xs.connect(d1), domid: 0, path }),
+    (error: unknown) => {
+      assert.equal((error as { code?: string }).code, "EACCES", String(error));
+      return true;
+    },
+  );
+  // A missing node where the guest may read: VchanError ENOENT.
+  await assert.rejects(
+    connectVchan({
+      backend: hv.backend(d1),
+      store: xs.connect(d1),
+      domid: 0,
+      path: `/local/domain/${d1}/data/vchan/0/3`,
+    }),
     isVchanError("ENOENT"),
   );
   const clientProcess = hv.backend(d1);
@@ -407,7 +423,7 @@ test("connect: ENOENT without a server; wait: true waits for it [vchan:sim]", as
 test("using releases every handle; bad options are XenUsageError [vchan:sim]", async () => {
   const hv = new SimHypervisor();
   const d1 = hv.createDomain();
-  const xs = new MemoryXenStore(hv);
+  const xs = new SimVchanStore(hv);
   const path = vchanPath(0, d1, 1);
   const serverProcess = hv.backend(0);
   const clientProcess = hv.backend(d1);

@@ -7,8 +7,11 @@
  *
  *   echo      copy everything read back to the peer until it closes
  *   source    write BYTES bytes (default 64 MiB) in WRITE-byte writes
- *             (default 4096), then print a JSON row and close
- *   sink      read until the peer closes, then print a JSON row
+ *             (default 4096), then print a JSON row and close ("waits":
+ *             writes that found too little space, so blocked)
+ *   sink      read until the peer closes, then print a JSON row ("reads":
+ *             reads that returned data, "waits": reads that found the ring
+ *             empty, so blocked)
  *   pingpong  BYTES one-byte round trips (client side initiates), JSON row
  *
  * The server uses libxenvchan_server_init(NULL, DOMID, PATH, 0, 0) (rings of
@@ -57,8 +60,11 @@ static int run_source(struct libxenvchan *v, size_t bytes, size_t write_size)
     memset(buf, 7, write_size);
     double t0 = now_seconds();
     size_t sent = 0;
+    size_t waits = 0;
     while (sent < bytes) {
         size_t n = bytes - sent < write_size ? bytes - sent : write_size;
+        if ((size_t)libxenvchan_buffer_space(v) < n)
+            waits++;
         if (libxenvchan_write(v, buf, n) != (int)n) {
             fprintf(stderr, "vchan_peer: write failed after %zu bytes\n", sent);
             free(buf);
@@ -68,8 +74,8 @@ static int run_source(struct libxenvchan *v, size_t bytes, size_t write_size)
     }
     double seconds = now_seconds() - t0;
     printf("{\"bench\":\"vchan\",\"backend\":\"c\",\"mode\":\"source\",\"write\":%zu,"
-           "\"bytes\":%zu,\"seconds\":%.4f,\"mbPerSecond\":%.1f}\n",
-           write_size, sent, seconds, sent / seconds / 1e6);
+           "\"bytes\":%zu,\"seconds\":%.4f,\"mbPerSecond\":%.1f,\"waits\":%zu}\n",
+           write_size, sent, seconds, sent / seconds / 1e6, waits);
     free(buf);
     return 0;
 }
@@ -77,20 +83,23 @@ static int run_source(struct libxenvchan *v, size_t bytes, size_t write_size)
 static int run_sink(struct libxenvchan *v)
 {
     static char buf[1 << 20];
-    size_t got = 0;
+    size_t got = 0, reads = 0, waits = 0;
     double t0 = 0;
     for (;;) {
+        if (got > 0 && libxenvchan_data_ready(v) == 0)
+            waits++;
         int n = libxenvchan_read(v, buf, sizeof buf);
         if (n <= 0)
             break;
         if (got == 0)
             t0 = now_seconds();
         got += n;
+        reads++;
     }
     double seconds = got ? now_seconds() - t0 : 0;
     printf("{\"bench\":\"vchan\",\"backend\":\"c\",\"mode\":\"sink\",\"bytes\":%zu,"
-           "\"seconds\":%.4f,\"mbPerSecond\":%.1f}\n",
-           got, seconds, seconds > 0 ? got / seconds / 1e6 : 0.0);
+           "\"seconds\":%.4f,\"mbPerSecond\":%.1f,\"reads\":%zu,\"waits\":%zu}\n",
+           got, seconds, seconds > 0 ? got / seconds / 1e6 : 0.0, reads, waits);
     return 0;
 }
 

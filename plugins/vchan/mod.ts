@@ -41,5 +41,3 @@ export { parseRendezvousNumber, vchanPath } from "./store.ts";
 export type { VchanStore, VchanStoreOperations, VchanStoreWatchEvent } from "./store.ts";
 export { Vchan } from "./vchan.ts";
 export type { VchanIoOptions, VchanRole, VchanState } from "./vchan.ts";
-export { MemoryStoreConnection, MemoryXenStore } from "./memory_store.ts";
-export type { DomainLifecycle } from "./memory_store.ts";

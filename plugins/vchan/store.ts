@@ -1,7 +1,7 @@
 /**
  * The XenStore a vchan needs for its rendezvous, as a small interface: the
- * XenStore client of core/xenstore/client.ts satisfies it as it is, and the
- * tests use an in-memory implementation with the same semantics.
+ * XenStore client of core/xenstore/client.ts satisfies it as it is (against
+ * a real xenstored, or the simulator's: sim/xenstore).
  *
  * The rendezvous (init.c, Xen 4.17): the server writes `<path>/ring-ref`
  * (the grant ref of the shared page) and `<path>/event-channel` (its unbound

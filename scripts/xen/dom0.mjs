@@ -85,7 +85,7 @@ export async function runInDom0({
   const parts = [await buildBase(prov, [...Object.values(rt), ...cBins])];
   if (runtimes) parts.push(await buildRuntimes(rt));
   if (toolstack || guests) parts.push(await buildTools(prov));
-  if (guests) parts.push(await buildGuests(prov, resolveRuntimes()));
+  if (guests) parts.push(await buildGuests(prov, resolveRuntimes(), cBins));
   const inVmTimeout = Math.max(60, settings.timeoutS - BOOT_BUDGET_S);
   parts.push(
     await buildRun({ nonce, script, env, project, binaries: cBins, timeoutS: inVmTimeout }),

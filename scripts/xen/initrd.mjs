@@ -16,7 +16,9 @@
 // A guest image is itself concatenated cpio: guest-base.cpio (busybox, scripts/xen/sh/guest-init
 // as /init, XEN_MODULES, the xenstore client, glibc and libxen* incl. GUEST_SONAMES, the libraries
 // deno and bun need), then guest-rt-<runtime>.cpio (that runtime at /usr/local/bin; none for
-// none.img), then guest-project.cpio (PROJECT_PATHS under /xenchan).
+// none.img), then guest-cbin.cpio (the C binaries of bench/c at /usr/local/bin, the same files
+// dom0 gets: the C libxenvchan peer runs in guests too; their libraries are all in guest-base),
+// then guest-project.cpio (PROJECT_PATHS under /xenchan).
 // /init (dom0): mounts proc, sys, devtmpfs, devpts, tmpfs; insmods the modules (ALL_MODULES;
 // xenfs is mounted on /proc/xen); sources /xenchan-xen/profile when present; prints the START
 // marker; runs /xenchan-run.sh in /xenchan under `timeout`, its output teed to /out/run.log; prints
@@ -135,9 +137,10 @@ export XENCHAN_XENSTORED_HELPER=/xenchan-xen/bin/xenchan-xenstored
 
 /**
  * Builds (or reuses) the guest images and guests.cpio that carries them into dom0 (see the file
- * comment). `runtimes` is resolveRuntimes(). Returns the guests.cpio path.
+ * comment). `runtimes` is resolveRuntimes(); `cBins` the built C binaries (buildCBenches()),
+ * put at /usr/local/bin in every image. Returns the guests.cpio path.
  */
-export async function buildGuests(prov, runtimes) {
+export async function buildGuests(prov, runtimes, cBins = []) {
   const xenstore = path.join(prov.tools, "usr/bin/xenstore");
   const base = await writeArchive("guest-base", [
     { dest: "/init", src: path.join(SH_DIR, "guest-init"), mode: 0o755 },
@@ -155,6 +158,12 @@ export async function buildGuests(prov, runtimes) {
     })),
   ]);
   const project = await writeArchive("guest-project", projectEntries());
+  const cbin = cBins.length === 0 ? [] : [
+    await writeArchive(
+      "guest-cbin",
+      cBins.map((src) => ({ dest: `/usr/local/bin/${path.basename(src)}`, src, mode: 0o755 })),
+    ),
+  ];
   const images = [];
   for (const name of ["none", ...Object.keys(runtimes)]) {
     const parts = [base];
@@ -165,7 +174,7 @@ export async function buildGuests(prov, runtimes) {
         ]),
       );
     }
-    parts.push(project);
+    parts.push(...cbin, project);
     const img = concatCached(parts, path.join(DIR, `guest-${name}.img`));
     images.push({ dest: `/xenchan-xen/guest/${name}.img`, src: img });
   }

@@ -1,19 +1,19 @@
 /**
  * Vchan test fixtures on the simulator: a server in dom0 and a client in a
- * new domain, joined through the in-memory XenStore.
+ * new domain, joined through the simulated xenstored.
  *
  * @module
  */
 import { SimHypervisor } from "../../sim/mod.ts";
 import type { SimDomainBackend } from "../../sim/mod.ts";
 import { connectVchan, listenVchan, type Vchan, vchanPath } from "../../plugins/vchan/mod.ts";
-import { MemoryXenStore } from "./vchan_store.ts";
+import { SimVchanStore } from "./vchan_store.ts";
 
 /** What vchanPair() sets up. */
 export interface VchanPair {
   readonly hv: SimHypervisor;
   readonly d1: number;
-  readonly xs: MemoryXenStore;
+  readonly xs: SimVchanStore;
   readonly path: string;
   readonly serverProcess: SimDomainBackend;
   readonly clientProcess: SimDomainBackend;
@@ -33,7 +33,7 @@ export interface VchanPairOptions {
 export async function vchanPair(options: VchanPairOptions = {}): Promise<VchanPair> {
   const hv = new SimHypervisor();
   const d1 = hv.createDomain();
-  const xs = new MemoryXenStore(hv);
+  const xs = new SimVchanStore(hv);
   const path = vchanPath(0, d1, 5);
   const serverProcess = hv.backend(0);
   const clientProcess = hv.backend(d1);
