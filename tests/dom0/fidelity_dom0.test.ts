@@ -42,6 +42,7 @@ import {
   summaryLine,
 } from "../fidelity/compare.ts";
 import { readFixture } from "../fidelity/fixture_io.ts";
+import { compareWithReference, envCount, envInt, planSequences } from "../fidelity/dom0_plan.ts";
 import {
   closeSparePeer,
   DOM0_KILL,
@@ -53,7 +54,7 @@ import {
   laneTag,
   simTarget,
 } from "../fidelity/lanes.ts";
-import { type Op, SeededRandom } from "../fidelity/ops.ts";
+import type { Op } from "../fidelity/ops.ts";
 import { newTimings, recordLockstep, type RunTimings } from "../fidelity/run.ts";
 
 const inDom0 = process.env.XENCHAN_DOM0 === "1";
@@ -66,11 +67,6 @@ const SUBSET_SEQUENCES = 30;
 const SUBSET_SEED = 0x5b5e7;
 /** Per-test timeout: the run is minutes under TCG (the harness's runner timeout is the real bound). */
 const RUN_TIMEOUT_MS = 1_500_000;
-
-function envInt(name: string, fallback: number): number {
-  const n = Number(process.env[name] ?? "");
-  return Number.isInteger(n) && n > 0 ? n : fallback;
-}
 
 function outFile(lane: LaneSpec, who: string): string | null {
   const out = process.env.XENCHAN_OUT;
@@ -120,38 +116,6 @@ function reference(lane: LaneSpec): { fixture: LaneFixture | null; from: string 
   return { fixture: readFixture(lane), from: "the committed fixture" };
 }
 
-/**
- * Which sequences this runtime runs: the reference's (or, recording or
- * without a usable reference, the lane's seeds); all of them under the
- * lane's full runtime (Deno unless the lane says), a seeded subset of
- * SUBSET_SEQUENCES (or the lane's subsetSequences) under the other; outside
- * recording, only the lane's checkSequences when it sets them
- * (XENCHAN_FIDELITY_SEQUENCES overrides all of this).
- */
-function plan(lane: LaneSpec, ref: LaneFixture | null): { seed: number; length: number }[] {
-  const all = recordMode || !ref || ref.version !== FIXTURE_VERSION
-    ? Array.from({ length: lane.sequences }, (_, i) => ({
-      seed: lane.seedBase + i,
-      length: lane.length,
-    }))
-    : ref.sequences.map((s) => ({ seed: s.seed, length: s.length }));
-  const count = envInt(
-    "XENCHAN_FIDELITY_SEQUENCES",
-    !recordMode && lane.checkSequences
-      ? lane.checkSequences
-      : runtime === (lane.fullRuntime ?? "deno")
-      ? all.length
-      : lane.subsetSequences ?? SUBSET_SEQUENCES,
-  );
-  if (count >= all.length) return all;
-  const rnd = new SeededRandom(SUBSET_SEED);
-  for (let i = all.length - 1; i > 0; i--) {
-    const j = rnd.int(0, i);
-    [all[i], all[j]] = [all[j], all[i]];
-  }
-  return all.slice(0, count).sort((a, b) => a.seed - b.seed);
-}
-
 interface Run {
   readonly fixture: LaneFixture;
   readonly operations: number;
@@ -179,7 +143,15 @@ function run(lane: LaneSpec): Promise<Run> {
     const realTimings = newTimings();
     const simTimings = newTimings();
     const t0 = performance.now();
-    for (const { seed, length } of plan(lane, ref)) {
+    for (
+      const { seed, length } of planSequences(lane, ref, {
+        runtime,
+        recordMode,
+        subsetSeed: SUBSET_SEED,
+        defaultSubset: SUBSET_SEQUENCES,
+        override: envCount("XENCHAN_FIDELITY_SEQUENCES"),
+      })
+    ) {
       const ops = laneSequence(lane, seed, length);
       operations += ops.length;
       const { real, sim } = await recordLockstep(
@@ -280,18 +252,10 @@ for (const lane of LANES) {
           "record again (XENCHAN_FIDELITY_RECORD=1) and commit the recording",
       );
       assert.deepEqual(fixture.startState, ref.startState, "the dom0 start state changed");
-      const bySeed = new Map(ref.sequences.map((s) => [s.seed, s]));
-      const changed: string[] = [];
-      let compared = 0;
-      let comparedOps = 0;
-      for (const rec of fixture.sequences) {
-        const old = bySeed.get(rec.seed);
-        if (!old || old.length !== rec.length) continue;
-        compared++;
-        comparedOps += rec.length;
-        const d = firstDivergence(old.trace, rec.trace);
-        if (d) changed.push(`seed ${rec.seed} op ${d.index}: was ${d.expected}, now ${d.actual}`);
-      }
+      const { compared, operations: comparedOps, changed } = compareWithReference(
+        ref.sequences,
+        fixture.sequences,
+      );
       console.log(
         `${
           summaryLine(compared, comparedOps, changed.length)

@@ -33,6 +33,7 @@ import {
   summaryLine,
 } from "../fidelity/compare.ts";
 import { readFixture } from "../fidelity/fixture_io.ts";
+import { compareWithReference, envCount, planSequences } from "../fidelity/dom0_plan.ts";
 import {
   DOMU,
   type DomUStartState,
@@ -41,7 +42,6 @@ import {
   laneTag,
   simDomUTarget,
 } from "../fidelity/lanes.ts";
-import { SeededRandom } from "../fidelity/ops.ts";
 import { newTimings, type PeerLink, recordLockstep } from "../fidelity/run.ts";
 import { type RunningGuest, startGuest, whyNoGuests } from "../helpers/guest.ts";
 import type { Peer } from "../helpers/peer.ts";
@@ -57,11 +57,6 @@ const SUBSET_SEED = 0x5b5e9;
 const RUN_TIMEOUT_MS = 1_500_000;
 
 type Fixture = LaneFixture<DomUStartState>;
-
-function envInt(name: string, fallback: number): number {
-  const n = Number(process.env[name] ?? "");
-  return Number.isInteger(n) && n > 0 ? n : fallback;
-}
 
 function outFile(who: string): string | null {
   const out = process.env.XENCHAN_OUT;
@@ -83,33 +78,6 @@ function reference(): { fixture: Fixture | null; from: string } {
     return { fixture, from: `${other}'s recording of this boot` };
   }
   return { fixture: readFixture<DomUStartState>(lane), from: "the committed fixture" };
-}
-
-function plan(ref: Fixture | null): { seed: number; length: number }[] {
-  const all = recordMode || !ref || ref.version !== FIXTURE_VERSION
-    ? Array.from({ length: lane.sequences }, (_, i) => ({
-      seed: lane.seedBase + i,
-      length: lane.length,
-    }))
-    : ref.sequences.map((s) => ({ seed: s.seed, length: s.length }));
-  const count = envInt(
-    "XENCHAN_FIDELITY_DOMU_SEQUENCES",
-    envInt(
-      "XENCHAN_FIDELITY_SEQUENCES",
-      !recordMode && lane.checkSequences
-        ? lane.checkSequences
-        : runtime === (lane.fullRuntime ?? "deno")
-        ? all.length
-        : lane.subsetSequences ?? SUBSET_SEQUENCES,
-    ),
-  );
-  if (count >= all.length) return all;
-  const rnd = new SeededRandom(SUBSET_SEED);
-  for (let i = all.length - 1; i > 0; i--) {
-    const j = rnd.int(0, i);
-    [all[i], all[j]] = [all[j], all[i]];
-  }
-  return all.slice(0, count).sort((a, b) => a.seed - b.seed);
 }
 
 /** dom0's kernel ports and VIRQs, as fidelity_dom0.test.ts measures them. */
@@ -184,7 +152,16 @@ function run(): Promise<Run> {
     let operations = 0;
     const timings = newTimings();
     const t0 = performance.now();
-    for (const { seed, length } of plan(ref)) {
+    for (
+      const { seed, length } of planSequences(lane, ref, {
+        runtime,
+        recordMode,
+        subsetSeed: SUBSET_SEED,
+        defaultSubset: SUBSET_SEQUENCES,
+        override: envCount("XENCHAN_FIDELITY_DOMU_SEQUENCES") ??
+          envCount("XENCHAN_FIDELITY_SEQUENCES"),
+      })
+    ) {
       const ops = laneSequence(lane, seed, length);
       operations += ops.length;
       const { real, sim } = await recordLockstep(
@@ -255,18 +232,10 @@ describe("fidelity on real Xen: dom0 and a guest", { skip }, () => {
     assert.ok(ref, "no committed fixture: record one (XENCHAN_FIDELITY_RECORD=1)");
     assert.equal(ref.version, FIXTURE_VERSION, `${from} was recorded by another engine version`);
     assert.deepEqual(fixture.startState, ref.startState, "the start state changed");
-    const bySeed = new Map(ref.sequences.map((s) => [s.seed, s]));
-    const changed: string[] = [];
-    let compared = 0;
-    let comparedOps = 0;
-    for (const rec of fixture.sequences) {
-      const old = bySeed.get(rec.seed);
-      if (!old || old.length !== rec.length) continue;
-      compared++;
-      comparedOps += rec.length;
-      const d = firstDivergence(old.trace, rec.trace);
-      if (d) changed.push(`seed ${rec.seed} op ${d.index}: was ${d.expected}, now ${d.actual}`);
-    }
+    const { compared, operations: comparedOps, changed } = compareWithReference(
+      ref.sequences,
+      fixture.sequences,
+    );
     console.log(
       `${summaryLine(compared, comparedOps, changed.length)} (${lane.name}, ${runtime}, ` +
         `real Xen against ${from})`,

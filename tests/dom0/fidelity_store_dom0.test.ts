@@ -35,8 +35,8 @@ import {
   summaryLine,
 } from "../fidelity/compare.ts";
 import { readFixture } from "../fidelity/fixture_io.ts";
+import { compareWithReference, envCount, envInt, planSequences } from "../fidelity/dom0_plan.ts";
 import { laneTag } from "../fidelity/lanes.ts";
-import { SeededRandom } from "../fidelity/ops.ts";
 import {
   DOM0_XENSTORE,
   ffiXsTarget,
@@ -64,11 +64,6 @@ const SUBSET_SEQUENCES = 40;
 const SUBSET_SEED = 0x5b5e8;
 const RUN_TIMEOUT_MS = 1_500_000;
 
-function envInt(name: string, fallback: number): number {
-  const n = Number(process.env[name] ?? "");
-  return Number.isInteger(n) && n > 0 ? n : fallback;
-}
-
 function outFile(who: string): string | null {
   const out = process.env.XENCHAN_OUT;
   return out ? `${out}/fidelity/${lane.name.replaceAll(" ", "_")}.${who}.json.gz` : null;
@@ -93,26 +88,6 @@ function reference(): { fixture: Fixture | null; from: string } {
   return { fixture: readFixture<XsStartState>(lane), from: "the committed fixture" };
 }
 
-function plan(ref: Fixture | null): { seed: number; length: number }[] {
-  const all = recordMode || !ref || ref.version !== FIXTURE_VERSION
-    ? Array.from({ length: lane.sequences }, (_, i) => ({
-      seed: lane.seedBase + i,
-      length: lane.length,
-    }))
-    : ref.sequences.map((s) => ({ seed: s.seed, length: s.length }));
-  const count = envInt(
-    "XENCHAN_FIDELITY_SEQUENCES",
-    runtime === "deno" ? all.length : SUBSET_SEQUENCES,
-  );
-  if (count >= all.length) return all;
-  const rnd = new SeededRandom(SUBSET_SEED);
-  for (let i = all.length - 1; i > 0; i--) {
-    const j = rnd.int(0, i);
-    [all[i], all[j]] = [all[j], all[i]];
-  }
-  return all.slice(0, count).sort((a, b) => a.seed - b.seed);
-}
-
 interface Run {
   readonly fixture: Fixture;
   readonly operations: number;
@@ -129,7 +104,15 @@ function run(): Promise<Run> {
     const divergent: Run["divergent"] = [];
     let operations = 0;
     const t0 = performance.now();
-    for (const { seed, length } of plan(ref)) {
+    for (
+      const { seed, length } of planSequences(lane, ref, {
+        runtime,
+        recordMode,
+        subsetSeed: SUBSET_SEED,
+        defaultSubset: SUBSET_SEQUENCES,
+        override: envCount("XENCHAN_FIDELITY_SEQUENCES"),
+      })
+    ) {
       const ops = xsLaneSequence(lane, seed, length);
       operations += ops.length;
       const real = await recordXsTrace(ops, seed, ffiXsTarget());
@@ -215,18 +198,10 @@ describe("fidelity on real Xen: XenStore", { skip }, () => {
     assert.ok(ref, "no committed fixture: record one (XENCHAN_FIDELITY_RECORD=1)");
     assert.equal(ref.version, FIXTURE_VERSION, `${from} was recorded by another engine version`);
     assert.deepEqual(fixture.startState, ref.startState, "the daemon changed");
-    const bySeed = new Map(ref.sequences.map((s) => [s.seed, s]));
-    const changed: string[] = [];
-    let compared = 0;
-    let comparedOps = 0;
-    for (const rec of fixture.sequences) {
-      const old = bySeed.get(rec.seed);
-      if (!old || old.length !== rec.length) continue;
-      compared++;
-      comparedOps += rec.length;
-      const d = firstDivergence(old.trace, rec.trace);
-      if (d) changed.push(`seed ${rec.seed} op ${d.index}: was ${d.expected}, now ${d.actual}`);
-    }
+    const { compared, operations: comparedOps, changed } = compareWithReference(
+      ref.sequences,
+      fixture.sequences,
+    );
     console.log(
       `${
         summaryLine(compared, comparedOps, changed.length)

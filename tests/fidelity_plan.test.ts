@@ -1,0 +1,70 @@
+/**
+ * Which recorded sequences a dom0 fidelity run re-runs (tests/fidelity/dom0_plan.ts): the rules
+ * that decide how long the dom0 step takes, checked on the host.
+ */
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { FIXTURE_VERSION, type RecordedSequence } from "./fidelity/compare.ts";
+import { compareWithReference, type PlannedLane, planSequences } from "./fidelity/dom0_plan.ts";
+
+const lane: PlannedLane = { sequences: 200, seedBase: 1000, length: 50 };
+const base = { recordMode: false, subsetSeed: 7, defaultSubset: 30 } as const;
+const ref = {
+  version: FIXTURE_VERSION,
+  sequences: Array.from({ length: 200 }, (_, i) => ({ seed: 1000 + i, length: 50, trace: [] })),
+};
+
+describe("fidelity: the dom0 plan", () => {
+  it("runs every sequence under the lane's full runtime and the same seeded subset under the other", () => {
+    assert.equal(planSequences(lane, ref, { ...base, runtime: "deno" }).length, 200);
+    const bun = planSequences(lane, ref, { ...base, runtime: "bun" });
+    assert.equal(bun.length, 30);
+    assert.deepEqual(bun, planSequences(lane, ref, { ...base, runtime: "bun" }));
+    assert.deepEqual(bun.map((s) => s.seed), [...bun.map((s) => s.seed)].sort((a, b) => a - b));
+    assert.ok(bun.every((s) => s.seed >= 1000 && s.seed < 1200 && s.length === 50));
+    const bunFull = { ...lane, fullRuntime: "bun" as const, subsetSequences: 8 };
+    assert.equal(planSequences(bunFull, ref, { ...base, runtime: "bun" }).length, 200);
+    assert.equal(planSequences(bunFull, ref, { ...base, runtime: "deno" }).length, 8);
+  });
+
+  it("checks only checkSequences outside recording, and records all under the full runtime", () => {
+    const checked = {
+      ...lane,
+      fullRuntime: "bun" as const,
+      subsetSequences: 10,
+      checkSequences: 20,
+    };
+    assert.equal(planSequences(checked, ref, { ...base, runtime: "bun" }).length, 20);
+    assert.equal(planSequences(checked, ref, { ...base, runtime: "deno" }).length, 20);
+    const recording = { ...base, recordMode: true };
+    assert.equal(planSequences(checked, ref, { ...recording, runtime: "bun" }).length, 200);
+    assert.equal(planSequences(checked, ref, { ...recording, runtime: "deno" }).length, 10);
+    assert.equal(planSequences(checked, ref, { ...base, runtime: "deno", override: 3 }).length, 3);
+  });
+
+  it("takes the reference's sequences, or the lane's seeds without a usable reference", () => {
+    const short = { version: FIXTURE_VERSION, sequences: ref.sequences.slice(5, 9) };
+    assert.deepEqual(
+      planSequences(lane, short, { ...base, runtime: "deno" }).map((s) => s.seed),
+      [1005, 1006, 1007, 1008],
+    );
+    const old = { version: FIXTURE_VERSION - 1, sequences: short.sequences };
+    assert.equal(planSequences(lane, old, { ...base, runtime: "deno" }).length, 200);
+    assert.equal(planSequences(lane, null, { ...base, runtime: "deno" })[0].seed, 1000);
+  });
+
+  it("compares a run with a reference by seed and length and names what changed", () => {
+    const seq = (seed: number, length: number, trace: string[]): RecordedSequence => ({
+      seed,
+      length,
+      trace,
+    });
+    const reference = [seq(1, 2, ["a", "b"]), seq(2, 2, ["c", "d"]), seq(3, 2, ["e", "f"])];
+    const run = [seq(1, 2, ["a", "b"]), seq(2, 2, ["c", "X"]), seq(3, 3, ["e", "f", "g"])];
+    const result = compareWithReference(reference, run);
+    assert.equal(result.compared, 2);
+    assert.equal(result.operations, 4);
+    assert.equal(result.changed.length, 1);
+    assert.match(result.changed[0], /^seed 2 op 1: /);
+  });
+});
