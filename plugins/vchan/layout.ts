@@ -56,8 +56,23 @@ import { XenUsageError } from "../../core/errors.ts";
 export const PAGE_SIZE = 4096;
 export const PAGE_SHIFT = 12;
 
+/** The header fields of struct vchan_interface, each a byte offset into the shared page. */
+export interface VchanHeaderOffsets {
+  readonly leftCons: number;
+  readonly leftProd: number;
+  readonly rightCons: number;
+  readonly rightProd: number;
+  readonly leftOrder: number;
+  readonly rightOrder: number;
+  readonly cliLive: number;
+  readonly srvLive: number;
+  readonly cliNotify: number;
+  readonly srvNotify: number;
+  readonly grants: number;
+}
+
 /** Byte offsets of the header fields. */
-export const OFFSET = Object.freeze({
+export const OFFSET: VchanHeaderOffsets = Object.freeze({
   leftCons: 0,
   leftProd: 4,
   rightCons: 8,
