@@ -64,6 +64,10 @@ export const GTF_writing = 1 << 4;
 export const GREFS_PER_FRAME = 512;
 /** Refs 0..7 are reserved for the toolstack (GNTTAB_NR_RESERVED_ENTRIES, Linux/Xen). */
 export const GNTTAB_NR_RESERVED_ENTRIES = 8;
+/** The reserved ref of the console ring page (GNTTAB_RESERVED_CONSOLE, xen/grant_table.h). */
+export const GNTTAB_RESERVED_CONSOLE = 0;
+/** The reserved ref of the XenStore ring page (GNTTAB_RESERVED_XENSTORE, xen/grant_table.h). */
+export const GNTTAB_RESERVED_XENSTORE = 1;
 /** Xen's default max_grant_frames (gnttab_max_frames=64, Xen 4.17). */
 export const DEFAULT_MAX_GRANT_FRAMES = 64;
 /** Xen's default max_maptrack_frames (gnttab_max_maptrack_frames=1024). */

@@ -5,8 +5,13 @@
  *
  * @module
  */
-import type { ShutdownReason } from "./constants.ts";
+import {
+  GNTTAB_RESERVED_CONSOLE,
+  GNTTAB_RESERVED_XENSTORE,
+  type ShutdownReason,
+} from "./constants.ts";
 import { DomainKernel } from "./linux_kernel.ts";
+import { Frame, PageStore } from "./memory.ts";
 import type { PortEventState } from "./port_state.ts";
 import type { Prng } from "./prng.ts";
 import { DomainEventChannels } from "./xen_evtchn.ts";
@@ -72,6 +77,18 @@ export class SimDomain {
   holdKernelPorts(ports: readonly number[], virqs: readonly number[]): void {
     this.evtchn.holdKernelPorts(ports, virqs);
     for (const port of ports) this.kernel.setupPort(port);
+  }
+
+  /**
+   * libxl's seeded grants (DomainOptions.toolstackGrants): refs 0 (console
+   * ring) and 1 (XenStore ring), each a fresh zeroed page owned by this
+   * domain, writable to dom0. Call once, before anything else grants.
+   */
+  seedToolstackGrants(): void {
+    const store = new PageStore(2);
+    for (const ref of [GNTTAB_RESERVED_CONSOLE, GNTTAB_RESERVED_XENSTORE]) {
+      this.grants.seedReserved(ref, 0, new Frame(store, ref, this.domid));
+    }
   }
 
   /** A new process id in this domain (1, 2, ...). */

@@ -92,6 +92,18 @@ export interface DomainOptions {
    */
   readonly kernelVirqs?: readonly number[];
   /**
+   * The grant entries libxl seeds in a new guest's table
+   * (xc_dom_gnttab_seed): ref 0 (GNTTAB_RESERVED_CONSOLE) grants the console
+   * ring page and ref 1 (GNTTAB_RESERVED_XENSTORE) the XenStore ring page,
+   * both writable to dom0 (the console and store back ends). A real guest
+   * created by xl has them, so dom0 can map those refs (tests/fidelity found
+   * this). Pages are zero here (a real console ring holds the guest's boot
+   * messages). Guests only; default false (tests that count a guest's active
+   * grants rely on an empty table). XenUsageError for a value that is not a
+   * boolean, or on dom0.
+   */
+  readonly toolstackGrants?: boolean;
+  /**
    * The domain's name, which the toolstack writes to
    * /local/domain/<domid>/name (guests only: dom0 is "Domain-0").
    * Default: no name node. XenUsageError for a name that is not a
@@ -430,6 +442,15 @@ export class SimHypervisor implements SimContext {
     };
     const domain = new SimDomain(domid, config, this.#prng);
     domain.holdKernelPorts(o.kernelPorts ?? [], o.kernelVirqs ?? []);
+    if (o.toolstackGrants !== undefined && typeof o.toolstackGrants !== "boolean") {
+      throw new XenUsageError(
+        `toolstackGrants must be a boolean, got ${String(o.toolstackGrants)}`,
+      );
+    }
+    if (o.toolstackGrants) {
+      if (domid === 0) throw new XenUsageError("toolstackGrants is for guests, not dom0");
+      domain.seedToolstackGrants();
+    }
     this.#domains.set(domid, domain);
   }
 

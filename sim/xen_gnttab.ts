@@ -94,6 +94,23 @@ export class DomainGrantTable {
   }
 
   /**
+   * The toolstack's grant entries in the reserved refs (0..7): what libxl
+   * (xc_dom_gnttab_seed) writes into a new guest's table before it boots, a
+   * writable grant of `frame` to `grantee` at `ref`. They are never on the
+   * kernel's free list, so grant() never hands them out. SimErrno EEXIST for
+   * a ref already in use; throws RangeError for a ref outside 0..7.
+   */
+  seedReserved(ref: number, grantee: number, frame: Frame): void {
+    if (!(Number.isInteger(ref) && ref >= 0 && ref < GNTTAB_NR_RESERVED_ENTRIES)) {
+      throw new RangeError(`reserved grant ref must be in 0..7, got ${ref}`);
+    }
+    if (this.#entries[ref]) fail("EEXIST", `grant ref ${ref} is already in use`);
+    const flags = GTF_permit_access;
+    this.#entries[ref] = { ref, flags, domid: grantee, frame, pins: 0, writePins: 0, ended: false };
+    this.#active++;
+  }
+
+  /**
    * gnttab_end_foreign_access: frees the ref now, or (when the grantee still
    * has it mapped: GTF_reading set) keeps it, flags intact, until the last
    * unpin, as Linux's deferred-end list does.

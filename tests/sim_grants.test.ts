@@ -439,3 +439,42 @@ describe("sim grants: grant copy", () => {
     );
   });
 });
+
+describe("sim grants: the toolstack's seeded grants", () => {
+  it("a guest created with toolstackGrants grants refs 0 and 1 writable to dom0, as xl does", () => {
+    const hv = new SimHypervisor();
+    const guest = hv.createDomain({ toolstackGrants: true });
+    for (const ref of [0, 1]) {
+      const st = hv.grantStatus(guest, ref)!;
+      assert.equal(st.domid, 0);
+      assert.equal(st.readonly, false);
+    }
+    assert.equal(hv.grantStatus(guest, 2), undefined);
+    const gnt = hv.backend(0).openGrantTable();
+    const m = gnt.map(guest, [0, 1], true);
+    assert.equal(m.count, 2);
+    gnt.unmap(m);
+    // The kernel's own refs still start at 8.
+    const s = hv.backend(guest).openGrantShare().sharePages(0, 1, true);
+    assert.deepEqual(s.refs, [8]);
+  });
+
+  it("without the option a guest's refs 0 and 1 are not granted (EINVAL); bad values are refused", () => {
+    const hv = new SimHypervisor();
+    const plain = hv.createDomain();
+    const gnt = hv.backend(0).openGrantTable();
+    assert.throws(
+      () => gnt.map(plain, [0], true),
+      code("xengnttab_map_domain_grant_refs", "EINVAL"),
+    );
+    assert.throws(
+      () => hv.createDomain({ toolstackGrants: "yes" as unknown as boolean }),
+      (e) =>
+        e instanceof XenUsageError && /toolstackGrants must be a boolean, got yes/.test(e.message),
+    );
+    assert.throws(
+      () => new SimHypervisor({ dom0: { toolstackGrants: true } }),
+      (e) => e instanceof XenUsageError && /for guests, not dom0/.test(e.message),
+    );
+  });
+});

@@ -167,7 +167,8 @@ export function simDomUTarget(start: DomUStartState, timings?: RunTimings): RunT
   const hv = new SimHypervisor({
     dom0: { kernelPorts: start.kernelPorts, kernelVirqs: start.kernelVirqs },
   });
-  const guest = hv.createDomain({ kernelPorts: start.guestKernelPorts });
+  // A guest created by xl has libxl's seeded console and XenStore grants (refs 0 and 1) to dom0.
+  const guest = hv.createDomain({ kernelPorts: start.guestKernelPorts, toolstackGrants: true });
   return {
     options: { backend: hv.backend(0) },
     waitMs: 0,
