@@ -5,7 +5,18 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { FIXTURE_VERSION, type RecordedSequence } from "./fidelity/compare.ts";
-import { compareWithReference, type PlannedLane, planSequences } from "./fidelity/dom0_plan.ts";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import {
+  compareWithReference,
+  type PlannedLane,
+  planSequences,
+  recordingPath,
+  referenceFixture,
+  writeRecording,
+} from "./fidelity/dom0_plan.ts";
 
 const lane: PlannedLane = { sequences: 200, seedBase: 1000, length: 50 };
 const base = { recordMode: false, subsetSeed: 7, defaultSubset: 30 } as const;
@@ -66,5 +77,30 @@ describe("fidelity: the dom0 plan", () => {
     assert.equal(result.operations, 4);
     assert.equal(result.changed.length, 1);
     assert.match(result.changed[0], /^seed 2 op 1: /);
+  });
+
+  it("writes a recording where the other runtime's reference reads it back; else the committed fixture", () => {
+    const saved = process.env.XENCHAN_OUT;
+    const out = mkdtempSync(join(tmpdir(), "xenchan-fidelity-"));
+    try {
+      const lane = { name: "dom0 loopback" };
+      process.env.XENCHAN_OUT = out;
+      assert.equal(recordingPath(lane, "bun"), `${out}/fidelity/dom0_loopback.bun.json.gz`);
+      const recording = { version: FIXTURE_VERSION, lane: lane.name, sequences: ref.sequences };
+      writeRecording(lane, "bun", recording);
+      const fromBun = referenceFixture(lane, true, "bun");
+      assert.equal(fromBun.from, "bun's recording of this boot");
+      assert.deepEqual(fromBun.fixture, recording);
+      const committed = referenceFixture(lane, false, "bun");
+      assert.equal(committed.from, "the committed fixture");
+      assert.equal(committed.fixture?.lane, "dom0 loopback");
+      assert.equal(referenceFixture(lane, true, "deno").from, "the committed fixture");
+      delete process.env.XENCHAN_OUT;
+      assert.equal(recordingPath(lane, "bun"), null);
+    } finally {
+      if (saved === undefined) delete process.env.XENCHAN_OUT;
+      else process.env.XENCHAN_OUT = saved;
+      rmSync(out, { recursive: true, force: true });
+    }
   });
 });

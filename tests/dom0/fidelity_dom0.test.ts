@@ -28,10 +28,7 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { gunzipSync, gzipSync } from "node:zlib";
 import process from "node:process";
-import { openEventChannels, XenCallError } from "../../mod.ts";
 import {
   divergenceReport,
   firstDivergence,
@@ -41,8 +38,16 @@ import {
   shrink,
   summaryLine,
 } from "../fidelity/compare.ts";
-import { readFixture } from "../fidelity/fixture_io.ts";
-import { compareWithReference, envCount, envInt, planSequences } from "../fidelity/dom0_plan.ts";
+import {
+  compareWithReference,
+  envCount,
+  envInt,
+  hostVersions,
+  measureDom0StartState,
+  planSequences,
+  referenceFixture,
+  writeRecording,
+} from "../fidelity/dom0_plan.ts";
 import {
   closeSparePeer,
   DOM0_KILL,
@@ -68,54 +73,6 @@ const SUBSET_SEED = 0x5b5e7;
 /** Per-test timeout: the run is minutes under TCG (the harness's runner timeout is the real bound). */
 const RUN_TIMEOUT_MS = 1_500_000;
 
-function outFile(lane: LaneSpec, who: string): string | null {
-  const out = process.env.XENCHAN_OUT;
-  return out ? `${out}/fidelity/${lane.name.replaceAll(" ", "_")}.${who}.json.gz` : null;
-}
-
-/**
- * What the dom0 kernel holds: binds unbound ports until 64 came back (Xen
- * hands out the lowest free port, so every lower port not returned is
- * held), then tries every VIRQ (EEXIST: the kernel bound it on vCPU 0).
- * Closing the handle frees everything again.
- */
-async function measureStartState(): Promise<Dom0StartState> {
-  using h = await openEventChannels({ backend: "ffi" });
-  const free = new Set<number>();
-  for (let i = 0; i < 64; i++) free.add(h.bindUnboundPort(0));
-  const top = Math.max(...free);
-  const kernelPorts: number[] = [];
-  for (let p = 1; p < top; p++) if (!free.has(p)) kernelPorts.push(p);
-  const kernelVirqs: number[] = [];
-  for (let v = 0; v < 24; v++) {
-    try {
-      h.bindVirq(v);
-    } catch (error) {
-      if (error instanceof XenCallError && error.code === "EEXIST") kernelVirqs.push(v);
-      else throw error;
-    }
-  }
-  return { kernelPorts, kernelVirqs };
-}
-
-function readText(path: string): string {
-  try {
-    return readFileSync(path, "utf8").trim();
-  } catch {
-    return "?";
-  }
-}
-
-/** The reference recording: this boot's other runtime's (recording mode), else the committed one. */
-function reference(lane: LaneSpec): { fixture: LaneFixture | null; from: string } {
-  const file = recordMode ? outFile(lane, other) : null;
-  if (file && existsSync(file)) {
-    const fixture = JSON.parse(gunzipSync(readFileSync(file)).toString("utf8")) as LaneFixture;
-    return { fixture, from: `${other}'s recording of this boot` };
-  }
-  return { fixture: readFixture(lane), from: "the committed fixture" };
-}
-
 interface Run {
   readonly fixture: LaneFixture;
   readonly operations: number;
@@ -134,9 +91,9 @@ function run(lane: LaneSpec): Promise<Run> {
   const had = running.get(lane.name);
   if (had) return had;
   const p = (async () => {
-    startStateOnce ??= measureStartState();
+    startStateOnce ??= measureDom0StartState();
     const startState = await startStateOnce;
-    const { fixture: ref } = reference(lane);
+    const { fixture: ref } = referenceFixture<Dom0StartState>(lane, recordMode, other);
     const sequences: RecordedSequence[] = [];
     const divergent: Run["divergent"] = [];
     let operations = 0;
@@ -164,21 +121,16 @@ function run(lane: LaneSpec): Promise<Run> {
       if (d) divergent.push({ seed, index: d.index, real: d.expected, sim: d.actual });
     }
     const seconds = Math.round((performance.now() - t0) / 100) / 10;
-    const xen = ["major", "minor"].map((f) => readText(`/sys/hypervisor/version/${f}`)).join(".") +
-      readText("/sys/hypervisor/version/extra");
+    const { xen, linux } = hostVersions();
     const fixture: LaneFixture = {
       version: FIXTURE_VERSION,
       lane: lane.name,
-      recordedOn: `Xen ${xen}, Linux ${readText("/proc/sys/kernel/osrelease")} PV dom0, ${runtime}`,
+      recordedOn: `Xen ${xen}, Linux ${linux} PV dom0, ${runtime}`,
       startState,
       sequences,
     };
     await closeSparePeer();
-    const file = outFile(lane, runtime);
-    if (file && recordMode) {
-      mkdirSync(file.slice(0, file.lastIndexOf("/")), { recursive: true });
-      writeFileSync(file, gzipSync(JSON.stringify(fixture) + "\n", { level: 9 }));
-    }
+    if (recordMode) writeRecording(lane, runtime, fixture);
     return { fixture, operations, divergent, seconds, real: realTimings, sim: simTimings };
   })();
   running.set(lane.name, p);
@@ -242,7 +194,7 @@ for (const lane of LANES) {
     it(`real Xen still answers as the reference recording ${laneTag(lane)}`, {
       timeout: RUN_TIMEOUT_MS,
     }, async () => {
-      const { fixture: ref, from } = reference(lane);
+      const { fixture: ref, from } = referenceFixture<Dom0StartState>(lane, recordMode, other);
       const { fixture } = await run(lane);
       assert.ok(ref, "no committed fixture: record one (XENCHAN_FIDELITY_RECORD=1)");
       assert.equal(

@@ -20,10 +20,8 @@
  */
 import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { gunzipSync, gzipSync } from "node:zlib";
 import process from "node:process";
-import { openEventChannels, openXenStore, XenCallError, type XenStore } from "../../mod.ts";
+import { openXenStore, type XenStore } from "../../mod.ts";
 import {
   divergenceReport,
   firstDivergence,
@@ -32,8 +30,15 @@ import {
   type RecordedSequence,
   summaryLine,
 } from "../fidelity/compare.ts";
-import { readFixture } from "../fidelity/fixture_io.ts";
-import { compareWithReference, envCount, planSequences } from "../fidelity/dom0_plan.ts";
+import {
+  compareWithReference,
+  envCount,
+  hostVersions,
+  measureDom0StartState,
+  planSequences,
+  referenceFixture,
+  writeRecording,
+} from "../fidelity/dom0_plan.ts";
 import {
   DOMU,
   type DomUStartState,
@@ -57,48 +62,6 @@ const SUBSET_SEED = 0x5b5e9;
 const RUN_TIMEOUT_MS = 1_500_000;
 
 type Fixture = LaneFixture<DomUStartState>;
-
-function outFile(who: string): string | null {
-  const out = process.env.XENCHAN_OUT;
-  return out ? `${out}/fidelity/${lane.name.replaceAll(" ", "_")}.${who}.json.gz` : null;
-}
-
-function readText(path: string): string {
-  try {
-    return readFileSync(path, "utf8").trim();
-  } catch {
-    return "?";
-  }
-}
-
-function reference(): { fixture: Fixture | null; from: string } {
-  const file = recordMode ? outFile(other) : null;
-  if (file && existsSync(file)) {
-    const fixture = JSON.parse(gunzipSync(readFileSync(file)).toString("utf8")) as Fixture;
-    return { fixture, from: `${other}'s recording of this boot` };
-  }
-  return { fixture: readFixture<DomUStartState>(lane), from: "the committed fixture" };
-}
-
-/** dom0's kernel ports and VIRQs, as fidelity_dom0.test.ts measures them. */
-async function measureDom0(): Promise<{ kernelPorts: number[]; kernelVirqs: number[] }> {
-  using h = await openEventChannels({ backend: "ffi" });
-  const free = new Set<number>();
-  for (let i = 0; i < 64; i++) free.add(h.bindUnboundPort(0));
-  const top = Math.max(...free);
-  const kernelPorts: number[] = [];
-  for (let p = 1; p < top; p++) if (!free.has(p)) kernelPorts.push(p);
-  const kernelVirqs: number[] = [];
-  for (let v = 0; v < 24; v++) {
-    try {
-      h.bindVirq(v);
-    } catch (error) {
-      if (error instanceof XenCallError && error.code === "EEXIST") kernelVirqs.push(v);
-      else throw error;
-    }
-  }
-  return { kernelPorts, kernelVirqs };
-}
 
 /** The guest kernel's ports: the agent binds 32 unbound ports, then closes its handles. */
 async function measureGuest(peer: Peer): Promise<number[]> {
@@ -143,10 +106,10 @@ function run(): Promise<Run> {
     }
     const link: PeerLink = { call: (cmd) => peer.call(cmd), kill: () => peer.kill() };
     const startState: DomUStartState = {
-      ...await measureDom0(),
+      ...await measureDom0StartState(),
       guestKernelPorts: await measureGuest(peer),
     };
-    const { fixture: ref } = reference();
+    const { fixture: ref } = referenceFixture<DomUStartState>(lane, recordMode, other);
     const sequences: RecordedSequence[] = [];
     const divergent: Run["divergent"] = [];
     let operations = 0;
@@ -174,22 +137,15 @@ function run(): Promise<Run> {
       if (d) divergent.push({ seed, index: d.index, real: d.expected, sim: d.actual });
     }
     const seconds = Math.round((performance.now() - t0) / 100) / 10;
-    const xen = ["major", "minor"].map((f) => readText(`/sys/hypervisor/version/${f}`)).join(".") +
-      readText("/sys/hypervisor/version/extra");
+    const { xen, linux } = hostVersions();
     const fixture: Fixture = {
       version: FIXTURE_VERSION,
       lane: lane.name,
-      recordedOn: `Xen ${xen}, Linux ${
-        readText("/proc/sys/kernel/osrelease")
-      } PV dom0 and a 1-vCPU PV guest, ${runtime}`,
+      recordedOn: `Xen ${xen}, Linux ${linux} PV dom0 and a 1-vCPU PV guest, ${runtime}`,
       startState,
       sequences,
     };
-    const file = outFile(runtime);
-    if (file && recordMode) {
-      mkdirSync(file.slice(0, file.lastIndexOf("/")), { recursive: true });
-      writeFileSync(file, gzipSync(JSON.stringify(fixture) + "\n", { level: 9 }));
-    }
+    if (recordMode) writeRecording(lane, runtime, fixture);
     return { fixture, operations, divergent, seconds, guestDomid: guest.domid };
   })();
   return running;
@@ -227,7 +183,7 @@ describe("fidelity on real Xen: dom0 and a guest", { skip }, () => {
   it(`real Xen still answers as the reference recording ${laneTag(lane)}`, {
     timeout: RUN_TIMEOUT_MS,
   }, async () => {
-    const { fixture: ref, from } = reference();
+    const { fixture: ref, from } = referenceFixture<DomUStartState>(lane, recordMode, other);
     const { fixture } = await run();
     assert.ok(ref, "no committed fixture: record one (XENCHAN_FIDELITY_RECORD=1)");
     assert.equal(ref.version, FIXTURE_VERSION, `${from} was recorded by another engine version`);

@@ -22,8 +22,6 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { gunzipSync, gzipSync } from "node:zlib";
 import process from "node:process";
 import {
   divergenceReport,
@@ -34,8 +32,15 @@ import {
   shrink,
   summaryLine,
 } from "../fidelity/compare.ts";
-import { readFixture } from "../fidelity/fixture_io.ts";
-import { compareWithReference, envCount, envInt, planSequences } from "../fidelity/dom0_plan.ts";
+import {
+  compareWithReference,
+  envCount,
+  envInt,
+  hostVersions,
+  planSequences,
+  referenceFixture,
+  writeRecording,
+} from "../fidelity/dom0_plan.ts";
 import { laneTag } from "../fidelity/lanes.ts";
 import {
   DOM0_XENSTORE,
@@ -64,29 +69,7 @@ const SUBSET_SEQUENCES = 40;
 const SUBSET_SEED = 0x5b5e8;
 const RUN_TIMEOUT_MS = 1_500_000;
 
-function outFile(who: string): string | null {
-  const out = process.env.XENCHAN_OUT;
-  return out ? `${out}/fidelity/${lane.name.replaceAll(" ", "_")}.${who}.json.gz` : null;
-}
-
-function readText(path: string): string {
-  try {
-    return readFileSync(path, "utf8").trim();
-  } catch {
-    return "?";
-  }
-}
-
 type Fixture = LaneFixture<XsStartState>;
-
-function reference(): { fixture: Fixture | null; from: string } {
-  const file = recordMode ? outFile(other) : null;
-  if (file && existsSync(file)) {
-    const fixture = JSON.parse(gunzipSync(readFileSync(file)).toString("utf8")) as Fixture;
-    return { fixture, from: `${other}'s recording of this boot` };
-  }
-  return { fixture: readFixture<XsStartState>(lane), from: "the committed fixture" };
-}
 
 interface Run {
   readonly fixture: Fixture;
@@ -99,7 +82,7 @@ let running: Promise<Run> | undefined;
 
 function run(): Promise<Run> {
   running ??= (async () => {
-    const { fixture: ref } = reference();
+    const { fixture: ref } = referenceFixture<XsStartState>(lane, recordMode, other);
     const sequences: RecordedSequence[] = [];
     const divergent: Run["divergent"] = [];
     let operations = 0;
@@ -122,22 +105,15 @@ function run(): Promise<Run> {
       if (d) divergent.push({ seed, index: d.index, real: d.expected, sim: d.actual });
     }
     const seconds = Math.round((performance.now() - t0) / 100) / 10;
-    const xen = ["major", "minor"].map((f) => readText(`/sys/hypervisor/version/${f}`)).join(".") +
-      readText("/sys/hypervisor/version/extra");
+    const { xen, linux } = hostVersions();
     const fixture: Fixture = {
       version: FIXTURE_VERSION,
       lane: lane.name,
-      recordedOn: `Xen ${xen}, Linux ${
-        readText("/proc/sys/kernel/osrelease")
-      } PV dom0, ${DAEMON} over its socket, ${runtime}`,
+      recordedOn: `Xen ${xen}, Linux ${linux} PV dom0, ${DAEMON} over its socket, ${runtime}`,
       startState: { daemon: DAEMON },
       sequences,
     };
-    const file = outFile(runtime);
-    if (file && recordMode) {
-      mkdirSync(file.slice(0, file.lastIndexOf("/")), { recursive: true });
-      writeFileSync(file, gzipSync(JSON.stringify(fixture) + "\n", { level: 9 }));
-    }
+    if (recordMode) writeRecording(lane, runtime, fixture);
     return { fixture, operations, divergent, seconds };
   })();
   return running;
@@ -193,7 +169,7 @@ describe("fidelity on real Xen: XenStore", { skip }, () => {
   it(`real ${DAEMON} still answers as the reference recording ${laneTag(lane)}`, {
     timeout: RUN_TIMEOUT_MS,
   }, async () => {
-    const { fixture: ref, from } = reference();
+    const { fixture: ref, from } = referenceFixture<XsStartState>(lane, recordMode, other);
     const { fixture } = await run();
     assert.ok(ref, "no committed fixture: record one (XENCHAN_FIDELITY_RECORD=1)");
     assert.equal(ref.version, FIXTURE_VERSION, `${from} was recorded by another engine version`);

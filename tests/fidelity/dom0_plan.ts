@@ -1,13 +1,25 @@
 /**
  * What the dom0 fidelity tests share: which recorded sequences a run in
  * dom0 re-runs (planSequences), how its traces are compared with a
- * reference recording (compareWithReference), and their numeric knobs
- * (envCount, envInt).
+ * reference recording (compareWithReference), where recordings are written
+ * and read back (recordingPath, writeRecording, referenceFixture), what
+ * dom0's kernel holds (measureDom0StartState), the versions a recording
+ * names (hostVersions), and their numeric knobs (envCount, envInt).
  *
  * @module
  */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import process from "node:process";
-import { firstDivergence, FIXTURE_VERSION, type RecordedSequence } from "./compare.ts";
+import { gunzipSync, gzipSync } from "node:zlib";
+import { openEventChannels, XenCallError } from "../../mod.ts";
+import {
+  firstDivergence,
+  FIXTURE_VERSION,
+  type LaneFixture,
+  type RecordedSequence,
+} from "./compare.ts";
+import { readFixture } from "./fixture_io.ts";
+import type { Dom0StartState } from "./lanes.ts";
 import { SeededRandom } from "./ops.ts";
 
 /** The part of a lane the plan depends on (LaneSpec and the XenStore lane both have it). */
@@ -113,4 +125,89 @@ export function envCount(name: string): number | undefined {
 /** envCount(name), or `fallback`. */
 export function envInt(name: string, fallback: number): number {
   return envCount(name) ?? fallback;
+}
+
+/**
+ * Where runtime `who` writes its recording of `lane` in this boot:
+ * $XENCHAN_OUT/fidelity/<lane, spaces as underscores>.<who>.json.gz, or
+ * null outside the harness (no XENCHAN_OUT).
+ */
+export function recordingPath(lane: { readonly name: string }, who: string): string | null {
+  const out = process.env.XENCHAN_OUT;
+  return out ? `${out}/fidelity/${lane.name.replaceAll(" ", "_")}.${who}.json.gz` : null;
+}
+
+/**
+ * Writes `fixture` gzipped to recordingPath(lane, who), creating the
+ * folder; does nothing outside the harness. Throws what node:fs throws.
+ */
+export function writeRecording(
+  lane: { readonly name: string },
+  who: string,
+  fixture: unknown,
+): void {
+  const file = recordingPath(lane, who);
+  if (!file) return;
+  mkdirSync(file.slice(0, file.lastIndexOf("/")), { recursive: true });
+  writeFileSync(file, gzipSync(JSON.stringify(fixture) + "\n", { level: 9 }));
+}
+
+/**
+ * The reference recording of `lane`: recording, the other runtime's of
+ * this boot when it wrote one; otherwise the committed fixture (null when
+ * there is none). `from` says which, for messages. Throws on a damaged file.
+ */
+export function referenceFixture<S>(
+  lane: { readonly name: string },
+  recordMode: boolean,
+  other: string,
+): { fixture: LaneFixture<S> | null; from: string } {
+  const file = recordMode ? recordingPath(lane, other) : null;
+  if (file && existsSync(file)) {
+    const fixture = JSON.parse(gunzipSync(readFileSync(file)).toString("utf8")) as LaneFixture<S>;
+    return { fixture, from: `${other}'s recording of this boot` };
+  }
+  return { fixture: readFixture<S>(lane), from: "the committed fixture" };
+}
+
+/** A file's trimmed text, or "?" when it cannot be read. */
+function readText(path: string): string {
+  try {
+    return readFileSync(path, "utf8").trim();
+  } catch {
+    return "?";
+  }
+}
+
+/** The running Xen's version (e.g. "4.17.7") and Linux's release, "?" where unreadable. */
+export function hostVersions(): { xen: string; linux: string } {
+  const xen = ["major", "minor"].map((f) => readText(`/sys/hypervisor/version/${f}`)).join(".") +
+    readText("/sys/hypervisor/version/extra");
+  return { xen, linux: readText("/proc/sys/kernel/osrelease") };
+}
+
+/**
+ * What the dom0 kernel holds, through the FFI backend: binds unbound ports
+ * until 64 came back (Xen hands out the lowest free port, so every lower
+ * port not returned is held), then tries every VIRQ (EEXIST: the kernel
+ * bound it on vCPU 0). Closing the handle frees everything again. Throws
+ * the handle's errors (any bindVirq error other than EEXIST included).
+ */
+export async function measureDom0StartState(): Promise<Dom0StartState> {
+  using h = await openEventChannels({ backend: "ffi" });
+  const free = new Set<number>();
+  for (let i = 0; i < 64; i++) free.add(h.bindUnboundPort(0));
+  const top = Math.max(...free);
+  const kernelPorts: number[] = [];
+  for (let p = 1; p < top; p++) if (!free.has(p)) kernelPorts.push(p);
+  const kernelVirqs: number[] = [];
+  for (let v = 0; v < 24; v++) {
+    try {
+      h.bindVirq(v);
+    } catch (error) {
+      if (error instanceof XenCallError && error.code === "EEXIST") kernelVirqs.push(v);
+      else throw error;
+    }
+  }
+  return { kernelPorts, kernelVirqs };
 }
