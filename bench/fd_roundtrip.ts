@@ -8,8 +8,13 @@
  *
  * Clients, each against a fresh echo process, interleaved for REPEATS rounds:
  *   c            the C client (blocking poll), the baseline
- *   awaited      FdPoller.wait(), the path pending() takes (inline wait on)
- *   parked       FdPoller.wait() with the inline wait off: every wake-up
+ *   awaited      FdPoller.readyNow(), then wait(): the path pending() takes
+ *                (inline wait on)
+ *   pumped       the same wait in a pump: one loop waits, takes the reply
+ *                and wakes a consumer (a promise), which writes the next
+ *                ping, as vchan's event pump and its readers do; the wait
+ *                must let the consumer run before it waits inline
+ *   parked       the same with the inline wait off: every wake-up
  *                goes through the background poll (Deno: nonblocking FFI
  *                call, Bun: Worker), the cost of that hand-off alone
  *   sync         FdPoller.pollNow(fd, POLLIN, -1), the path pendingSync() takes
@@ -37,7 +42,7 @@ import { emitRow, median, say, spreadOf } from "./rows.ts";
 const N = Number(process.argv[2] ?? 20_000);
 const REPEATS = Number(process.env.FD_BENCH_REPEATS ?? 3);
 const O_RDWR = 2, O_NONBLOCK = 0o4000, O_CLOEXEC = 0o2000000, POLLIN = 1;
-const CLIENTS = ["c", "awaited", "parked", "sync"] as const;
+const CLIENTS = ["c", "awaited", "pumped", "parked", "sync"] as const;
 type Client = typeof CLIENTS[number];
 
 interface Sample {
@@ -96,9 +101,27 @@ async function jsLoop(client: Client, count: number): Promise<void> {
   for (let i = 0; i < count; i++) {
     put();
     if (client === "sync") poller.pollNow(pong, POLLIN, -1);
-    else await poller.wait(pong, POLLIN);
+    else if (poller.readyNow(pong, POLLIN) === 0) await poller.wait(pong, POLLIN);
     take();
   }
+}
+
+/** The pumped client: the waits in one loop, the pings in a consumer it wakes. */
+async function pumpedLoop(count: number): Promise<void> {
+  let wake: () => void = () => {};
+  const pump = (async () => {
+    for (let i = 0; i < count; i++) {
+      if (poller.readyNow(pong, POLLIN) === 0) await poller.wait(pong, POLLIN);
+      take();
+      wake();
+    }
+  })();
+  for (let i = 0; i < count; i++) {
+    const answered = new Promise<void>((resolve) => wake = resolve);
+    put();
+    await answered;
+  }
+  await pump;
 }
 
 async function measure(client: Client): Promise<Sample> {
@@ -110,9 +133,10 @@ async function measure(client: Client): Promise<Sample> {
   }
   poller.setInlineWait(client === "parked" ? 0 : defaultInline);
   const echo = runC(["echo", dir]);
-  await jsLoop(client, Math.floor(N / 10) + 1);
+  const loop = client === "pumped" ? pumpedLoop : (count: number) => jsLoop(client, count);
+  await loop(Math.floor(N / 10) + 1);
   const t0 = performance.now(), c0 = cpuNs();
-  await jsLoop(client, N);
+  await loop(N);
   if (process.env.FD_BENCH_DEBUG) say(`${client}: ${JSON.stringify(poller.stats)}`);
   const ns = ((performance.now() - t0) * 1e6) / N, cpu = (cpuNs() - c0) / N;
   byte[0] = 113; // 'q'

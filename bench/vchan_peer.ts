@@ -37,6 +37,7 @@ import { createHash } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { openXenStore, selectBackend } from "../mod.ts";
 import { connectVchan, listenVchan, type Vchan, VchanError } from "../plugins/vchan/mod.ts";
+import { loadLibc, type PollerStats, sharedPoller } from "../ffi/mod.ts";
 
 const runtime = "Deno" in globalThis ? "deno" : "bun";
 
@@ -109,6 +110,30 @@ function pattern(length: number): Uint8Array {
 function envSize(name: string): number {
   const text = process.env[name];
   return text && /^\d+$/.test(text) ? Number(text) : 0;
+}
+
+/**
+ * A profile of this process's waits from now on: call the result with a
+ * count to get, per unit of it, the CPU time (µs) and how the waits ended (ffi/poller.ts: ready at
+ * once, inline hits and misses, parked in the background poll), for the
+ * rows: they show which wait path a case took and where its time went.
+ */
+async function waitProfile(): Promise<(per: number) => Record<string, unknown>> {
+  const poller = sharedPoller(await loadLibc());
+  const s0: PollerStats = poller.stats;
+  const { user, system } = process.cpuUsage();
+  return (per) => {
+    const s1 = poller.stats, now = process.cpuUsage();
+    return {
+      cpuUsPer: Number(((now.user + now.system - user - system) / per).toFixed(1)),
+      poller: {
+        ready: s1.ready - s0.ready,
+        inlineHits: s1.inlineHits - s0.inlineHits,
+        inlineMisses: s1.inlineMisses - s0.inlineMisses,
+        parked: s1.parked - s0.parked,
+      },
+    };
+  };
 }
 
 function isReset(error: unknown): boolean {
@@ -188,6 +213,7 @@ async function sink(v: Vchan): Promise<void> {
   let t0 = 0;
   let reads = 0;
   let waits = 0;
+  const profile = await waitProfile();
   for (;;) {
     let n: number;
     try {
@@ -211,11 +237,13 @@ async function sink(v: Vchan): Promise<void> {
     mbPerSecond: seconds > 0 ? Number((got / seconds / 1e6).toFixed(1)) : 0,
     reads,
     waits,
+    ...profile(Math.max(reads, 1)),
   }));
 }
 
 async function pingpong(v: Vchan, initiator: boolean, rounds: number): Promise<void> {
   let byte: Uint8Array = new Uint8Array([1]);
+  const profile = await waitProfile();
   const t0 = performance.now();
   for (let i = 0; i < rounds; i++) {
     if (initiator) await v.send(byte);
@@ -230,6 +258,7 @@ async function pingpong(v: Vchan, initiator: boolean, rounds: number): Promise<v
       mode: "pingpong",
       rounds,
       microsPerRound: Number((seconds * 1e6 / rounds).toFixed(2)),
+      ...profile(rounds),
     }));
   }
 }

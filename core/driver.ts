@@ -169,24 +169,13 @@ export interface EventChannelDriver {
    * Resolves with the poll revents of `fd` (POLLIN when a port is pending,
    * POLLERR on ring overflow) once any is ready, with 0 when `signal`
    * aborts, and with POLLNVAL when the handle is closed during the wait.
-   * Never blocks the JavaScript event loop for longer than a bounded inline
-   * wait (FFI: the FdPoller's inline budget, see ffi/poller.ts; the
-   * simulator: not at all); `inline` false (default true) skips that inline
-   * attempt, right after a `waitInline()` that returned 0. Rejects with
-   * ClosedHandleError
+   * The call itself never blocks; the FFI backend may, after one turn of
+   * the event loop, hold the thread for at most the FdPoller's inline
+   * budget (see ffi/poller.ts), the simulator not at all; `inline` false
+   * (default true) skips the inline attempt. Rejects with ClosedHandleError
    * when the handle is already closed (it never throws synchronously).
    */
   waitReadable(signal?: AbortSignal, inline?: boolean): Promise<number>;
-  /**
-   * Optional (FFI): the revents of `fd` when a port is pending now or
-   * becomes pending within the backend's bounded inline wait (the FdPoller
-   * inline budget: this thread yields the CPU once and may block in
-   * ppoll(2) for at most that budget), else 0. A caller that gets 0 then
-   * calls `waitReadable(signal, false)`, which skips a second inline
-   * attempt. Absent: callers use `pollNow()` instead. Throws
-   * ClosedHandleError when closed.
-   */
-  waitInline?(): number;
   /**
    * poll(fd, POLLIN, timeoutMs) revents on the calling thread: 0 (the
    * default) never waits; a positive timeout or -1 (forever) BLOCKS the

@@ -161,10 +161,12 @@ export class EventChannels implements Disposable, AsyncDisposable {
 
   /**
    * Waits until a port is pending and returns it, masked (unmask it when
-   * done). Polls the fd first and reads only when readable. Never blocks
-   * the event loop for longer than the backend's bounded inline wait (FFI:
-   * the FdPoller's inline budget, at most its cap, 2 ms by default; the
-   * simulator never waits inline). Rejects with the signal's reason on abort,
+   * done). Polls the fd first and reads only when readable: a port pending
+   * now is returned with no async frames and no thread hand-off. Otherwise
+   * the event loop keeps running; the FFI backend may, after one turn of
+   * the loop (so what the caller set going first has run), hold it for at
+   * most the FdPoller's inline budget (its cap, 2 ms by default) while it
+   * waits in ppoll(2); the simulator never waits inline. Rejects with the signal's reason on abort,
    * ClosedHandleError if the handle is (or gets) closed, XenCallError
    * (EFBIG: the handle's ring overflowed; drain and unmask), XenUsageError if
    * another reader is already waiting on this handle or for options that
@@ -178,28 +180,23 @@ export class EventChannels implements Disposable, AsyncDisposable {
         throw new XenUsageError("one reader per handle: a pending() is already waiting");
       }
       signal?.throwIfAborted();
-      // Ready now (or within the driver's bounded inline wait): read at once,
-      // with no trip through the poller and no async frames.
-      const revents = driver.waitInline ? driver.waitInline() : driver.pollNow();
+      // Ready now: read at once, with no trip through the poller and no async frames.
+      const revents = driver.pollNow();
       if (revents & POLLNVAL) throw new ClosedHandleError("event channel file descriptor");
       if (revents & (POLLIN | POLLERR)) return Promise.resolve(driver.pending());
-      return this.#waitForPort(driver, signal, driver.waitInline === undefined);
+      return this.#waitForPort(driver, signal);
     } catch (error) {
       return Promise.reject(error);
     }
   }
 
-  /** The waiting part of pending(): `inline` false right after a missed waitInline(). */
-  async #waitForPort(
-    driver: EventChannelDriver,
-    signal: AbortSignal | undefined,
-    inline: boolean,
-  ): Promise<number> {
+  /** The waiting part of pending(), once a look found nothing pending. */
+  async #waitForPort(driver: EventChannelDriver, signal: AbortSignal | undefined): Promise<number> {
     this.#reading = true;
     try {
-      for (;; inline = true) {
+      for (;;) {
         signal?.throwIfAborted();
-        const revents = await driver.waitReadable(signal, inline);
+        const revents = await driver.waitReadable(signal);
         if (this.#sync()) throw new ClosedHandleError("event channel handle");
         signal?.throwIfAborted();
         if (revents & POLLNVAL) throw new ClosedHandleError("event channel file descriptor");

@@ -18,6 +18,7 @@ export class FfiEventChannels implements EventChannelDriver {
   readonly #libs: XenLibraries;
   readonly #poller: FdPoller;
   readonly #closing = new AbortController();
+  #combined: { readonly of: AbortSignal; readonly stop: AbortSignal } | undefined;
   #handle: Ptr | null;
 
   /** Opens /dev/xen/evtchn. Throws XenCallError("xenevtchn_open") with errno (ENOENT off Xen). */
@@ -94,18 +95,25 @@ export class FfiEventChannels implements EventChannelDriver {
     );
   }
 
-  waitInline(): number {
-    this.#live();
-    return this.#poller.tryInline(this.fd, POLLIN);
-  }
-
   waitReadable(signal?: AbortSignal, inline = true): Promise<number> {
     if (this.#handle === null) return Promise.reject(new ClosedHandleError("event channel handle"));
-    const stop = signal ? AbortSignal.any([signal, this.#closing.signal]) : this.#closing.signal;
+    const stop = signal ? this.#stopWith(signal) : this.#closing.signal;
     // A close() during the wait aborts it: report POLLNVAL, as the contract says.
     return this.#poller.wait(this.fd, POLLIN, stop, inline).then((revents) =>
       this.#handle === null ? POLLNVAL : revents
     );
+  }
+
+  /**
+   * `signal` combined with this handle's closing signal; the last one is
+   * kept, so a caller that waits again and again with the same signal (a
+   * pump) does not build a new dependent signal per wait.
+   */
+  #stopWith(signal: AbortSignal): AbortSignal {
+    if (this.#combined?.of !== signal) {
+      this.#combined = { of: signal, stop: AbortSignal.any([signal, this.#closing.signal]) };
+    }
+    return this.#combined.stop;
   }
 
   pollNow(timeoutMs = 0): number {

@@ -172,9 +172,10 @@ export class EventFd implements Disposable {
 
   /**
    * Resolves with the poll revents (POLLIN) once the counter is non-zero,
-   * through the shared FdPoller: a counter already non-zero (or becoming so
-   * within the poller's bounded inline wait, FdPoller.tryInline) resolves
-   * at once; otherwise the JavaScript event loop keeps running meanwhile.
+   * through the shared FdPoller: a counter already non-zero resolves at
+   * once; otherwise the JavaScript event loop keeps running meanwhile (the
+   * poller may, after one turn of the loop, wait for at most its inline
+   * budget on this thread: FdPoller.wait).
    * Resolves with 0 when `signal` aborts or close() runs meanwhile. Does not
    * change the counter. Throws ClosedHandleError when already closed.
    */
@@ -182,8 +183,8 @@ export class EventFd implements Disposable {
     this.#live();
     const poller = sharedPoller(this.#libs);
     if (options.signal?.aborted !== true) {
-      // Ready (or ready within the inline budget): no wait to set up.
-      const now = poller.tryInline(this.#fd, POLLIN);
+      // Ready now: no wait to set up.
+      const now = poller.readyNow(this.#fd, POLLIN);
       if (now !== 0) return Promise.resolve(now);
     }
     const cancel = new AbortController();
@@ -191,7 +192,7 @@ export class EventFd implements Disposable {
     options.signal?.addEventListener("abort", onAbort, { once: true });
     if (options.signal?.aborted) cancel.abort();
     this.#waits.add(cancel);
-    return poller.wait(this.#fd, POLLIN, cancel.signal, false).finally(() => {
+    return poller.wait(this.#fd, POLLIN, cancel.signal).finally(() => {
       this.#waits.delete(cancel);
       options.signal?.removeEventListener("abort", onAbort);
     });

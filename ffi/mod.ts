@@ -67,7 +67,7 @@ export {
   SIGCHLD_OWNER_MAINLOOP,
 } from "./libxl.ts";
 import { siblingModuleUrl } from "./module_url.ts";
-export { FdPoller, sharedPoller } from "./poller.ts";
+export { FdPoller, type PollerStats, sharedPoller } from "./poller.ts";
 export type { Ptr } from "./types.ts";
 export {
   serveXenStoreSocket,

@@ -6,21 +6,29 @@
  * when the set of waiters changes. Nothing but poll runs off the main thread.
  *
  * Before a wait is handed to that poll (the "parked" path, which costs two
- * thread hand-offs per wake-up), it is tried inline: a wait whose fd is
- * ready now resolves at once, and, when it is the only wait in flight, the
- * calling thread yields the CPU once (sched_yield(2): a peer woken on this
- * CPU answers meanwhile), looks again, and then waits in ppoll(2) for a
- * bounded time (the inline budget),
- * as Linux socket busy polling does, but sleeping in the kernel instead of
- * spinning, so it costs no CPU time while it waits. The budget is learned
- * per fd from recent wait times (twice their moving average), capped by
- * `inlineWaitMaxUs` (default 2000 µs, environment XENCHAN_INLINE_WAIT_US,
- * or setInlineWait(); 0 turns it off), and it is 0 for an fd whose waits
- * take longer than the cap. Waits nobody makes never wait inline. The event
- * loop is held for at most one budget per wait and at most
- * INLINE_SLICE_MS of inline waiting between two of its turns: past that,
- * wait() first lets the loop turn once (a setImmediate) and tryInline()
- * only looks, until it has turned.
+ * thread hand-offs per wake-up), it is tried inline: the caller looks first
+ * (readyNow: a ready fd needs no wait at all); otherwise, when it is the
+ * only wait in flight and its fd has a budget, wait() first lets the event
+ * loop turn once (a setImmediate), so that whatever the caller set going
+ * before it waits (promises it just resolved, their continuations, I/O
+ * callbacks) runs first, and only then the calling thread looks again,
+ * yields the CPU once (sched_yield(2): a peer woken on this CPU answers
+ * meanwhile) and waits in ppoll(2) for a bounded time (the inline budget), as Linux socket busy
+ * polling does, but sleeping in the kernel instead of spinning, so it costs
+ * no CPU time while it waits. Without that turn a loop that wakes a
+ * consumer and then waits again (a pump: vchan's, the xenbus reader's)
+ * would hold the consumer's reply back for a whole budget, and the peer,
+ * which waits for that reply, could not make the fd ready meanwhile.
+ * The budget is learned per fd from recent wait times (twice their moving
+ * average; only waits that outlast their inline budget and are parked are
+ * timed, so an inline hit reads no clock, which in a Xen PV dom0 can be a
+ * system call as dear as the wait), capped by `inlineWaitMaxUs` (default 2000 µs, environment
+ * XENCHAN_INLINE_WAIT_US, or setInlineWait(); 0 turns it off), and it is 0
+ * for an fd whose waits take longer than the cap. Waits nobody makes never
+ * wait inline. The event loop is held for at most one budget per turn by
+ * wait(); tryInline(), the synchronous form, allows at most
+ * INLINE_SLICE_MS of inline waiting between two turns of the loop and only
+ * looks after that.
  *
  * @module
  */
@@ -90,7 +98,7 @@ export class FdPoller {
   #inlineMs = 0;
   #turnPending = false;
   #missFd = -1;
-  #missStart = 0;
+  #missBudgetUs = 0;
   #ready = 0;
   #hits = 0;
   #misses = 0;
@@ -147,45 +155,58 @@ export class FdPoller {
    * POLLHUP, POLLNVAL) is ready, or with 0 when `signal` aborts. Several
    * waits on one fd are allowed. The fd must stay open until the promise
    * settles: cancel with `signal` before closing it. Rejects with
-   * ClosedHandleError after close(), XenCallError("poll") when poll keeps
+   * ClosedHandleError after close() (also when close() runs before a
+   * deferred inline wait started), XenCallError("poll") when poll keeps
    * failing.
    *
-   * Unless `inline` is false, it first runs tryInline(fd, events): a ready
-   * fd resolves at once, and the only wait in flight may wait inline, on
-   * this thread, for at most its fd's budget (see the module comment);
-   * only then is it parked in the background poll. When the inline slice
-   * is used up it first lets the event loop turn once and then tries
-   * inline (whatever `inline` says). Pass `inline` false
-   * right after a tryInline of your own that returned 0.
+   * It does not look first: callers that may find the fd ready look with
+   * readyNow() (pending() and EventFd do), so a ready fd costs no hand-off.
+   * Unless `inline` is false, when no other wait is in flight and the fd
+   * has an inline budget, it lets the event loop turn once and then runs
+   * tryInline(fd, events) (which looks, and may block this thread for at
+   * most the budget); only if that misses is the wait parked in the
+   * background poll. Otherwise (or with `inline` false) the wait is parked
+   * at once. The call itself never blocks.
    */
   wait(fd: number, events: number, signal?: AbortSignal, inline = true): Promise<number> {
     if (this.#closed) return Promise.reject(new ClosedHandleError("fd poller"));
     if (signal?.aborted) return Promise.resolve(0);
-    if (this.#inlineMs >= INLINE_SLICE_MS && this.#waiters.size === 0 && this.#budgetUs(fd) > 0) {
-      // The loop was held for a slice: let it turn once (cheaper than a
-      // parked wait), then wait inline again.
-      return new Promise<void>((resolve) => setImmediate(resolve)).then(() =>
-        this.wait(fd, events, signal, true)
-      );
+    if (!inline || this.#waiters.size > 0 || this.#budgetUs(fd) === 0) {
+      return this.#park(fd, events, signal);
     }
-    if (inline) {
+    // Let what the caller just set going run before this thread may block.
+    return new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+      if (this.#closed) throw new ClosedHandleError("fd poller");
+      if (signal?.aborted) return 0;
       const revents = this.tryInline(fd, events);
-      if (revents !== 0) return Promise.resolve(revents);
-    }
-    return this.#park(fd, events, signal);
+      return revents !== 0 ? revents : this.#park(fd, events, signal);
+    });
   }
 
   /**
-   * The inline part of wait(), for callers that want to skip setting up a
-   * wait when the fd is ready: returns the revents of `fd` when any of
-   * `events` (or POLLERR, POLLHUP, POLLNVAL) is ready now or becomes ready
-   * within the inline budget, else 0. Waits (yields the CPU once, then
-   * BLOCKS this thread in ppoll(2), using no CPU) only when no other wait is
-   * in flight, the
-   * budget learned for `fd` is not 0 and the event loop has not been held
-   * for INLINE_SLICE_MS since its last turn; otherwise it only looks. A
-   * poll failure reads as 0 (the parked wait reports it). Throws
-   * ClosedHandleError after close().
+   * The revents of `fd` when any of `events` (or POLLERR, POLLHUP, POLLNVAL)
+   * is ready now, else 0 (also when poll fails: a wait reports that). Never
+   * waits. Throws ClosedHandleError after close().
+   */
+  readyNow(fd: number, events: number): number {
+    if (this.#closed) throw new ClosedHandleError("fd poller");
+    const revents = this.#pollOne(fd, events, 0);
+    if (revents <= 0) return 0;
+    this.#ready++;
+    return revents;
+  }
+
+  /**
+   * The inline part of wait(), synchronous: returns the revents of `fd` when
+   * any of `events` (or POLLERR, POLLHUP, POLLNVAL) is ready now or becomes
+   * ready within the inline budget, else 0. Waits (yields the CPU once,
+   * then BLOCKS this thread in ppoll(2), using no CPU) only when no other
+   * wait is in flight, the budget learned for `fd` is not 0 and the event
+   * loop has not been held for INLINE_SLICE_MS since its last turn;
+   * otherwise it only looks. Work the caller queued before calling it
+   * (microtasks, callbacks) waits until it returns: use wait() unless
+   * nothing else can be pending. A poll failure reads as 0 (the parked wait
+   * reports it). Throws ClosedHandleError after close().
    */
   tryInline(fd: number, events: number): number {
     if (this.#closed) throw new ClosedHandleError("fd poller");
@@ -202,23 +223,22 @@ export class FdPoller {
       this.#ready++;
       return revents;
     }
-    const start = performance.now();
     // Give the CPU to whoever is runnable first: a peer just woken on this
     // CPU (a 1-vCPU dom0) answers during the yield, and no timer is armed.
     this.#libs.libc.symbols.sched_yield();
-    revents = this.#pollOne(fd, events, 0);
-    if (revents <= 0) revents = this.#pollOne(fd, events, budgetUs);
-    const spentMs = performance.now() - start;
-    this.#inlineMs += spentMs;
+    revents = this.#pollOne(fd, events, budgetUs); // returns at once if ready by now
+    // No clock is read here: in a Xen PV dom0 a clock read can be a system
+    // call (no vDSO), as dear as the wait itself. A hit counts as its whole
+    // budget against the slice, and only a miss (then parked) is learned.
+    this.#inlineMs += budgetUs / 1000;
     this.#scheduleTurn();
     if (revents > 0) {
       this.#hits++;
-      this.#learn(fd, spentMs * 1000);
       return revents;
     }
     this.#misses++;
     this.#missFd = fd;
-    this.#missStart = start;
+    this.#missBudgetUs = budgetUs;
     return 0;
   }
 
@@ -281,12 +301,12 @@ export class FdPoller {
 
   /**
    * Hands the wait to the background poll. Its wait time, learned when it
-   * settles, counts from the inline attempt that just missed on this fd, if
-   * any, else from now.
+   * settles, includes the budget of the inline attempt that just missed on
+   * this fd, if any.
    */
   #park(fd: number, events: number, signal: AbortSignal | undefined): Promise<number> {
     this.#parked++;
-    const began = this.#missFd === fd ? this.#missStart : performance.now();
+    const began = performance.now() - (this.#missFd === fd ? this.#missBudgetUs / 1000 : 0);
     this.#missFd = -1;
     return new Promise<number>((resolve, reject) => {
       const onAbort = () => this.#settle(waiter, 0);

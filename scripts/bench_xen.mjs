@@ -95,7 +95,7 @@ export async function benchXen() {
     ? XENSTORE_RUNS.map((name) => readXenStoreBench(run.files, name))
     : [];
   const vchan = PARTS.has("vchan")
-    ? VCHAN_IMPLS.map(([impl]) => readVchanBench(run.files, impl))
+    ? VCHAN_RUN.map(([impl]) => readVchanBench(run.files, impl))
     : [];
   console.log(`\ndom0 timings (s): ${JSON.stringify(run.timings)}; raw output in ${run.outDir}`);
   const ok = (!PARTS.has("evtchn") || (runs.length > 0 && runs.every((r) => r.result !== null))) &&
@@ -121,6 +121,25 @@ const VCHAN_IMPLS = [
   ["c-end", "vchan_peer", "vchan_peer"],
 ];
 
+/** The implementations XENCHAN_BENCH_VCHAN_IMPLS names (default all), in boot order. */
+const VCHAN_RUN = (() => {
+  const wanted = process.env.XENCHAN_BENCH_VCHAN_IMPLS?.split(",").map((s) => s.trim());
+  return wanted ? VCHAN_IMPLS.filter(([impl]) => wanted.includes(impl)) : VCHAN_IMPLS;
+})();
+
+/**
+ * A TypeScript peer's command with the runtime's V8 CPU profiler on when
+ * XENCHAN_BENCH_VCHAN_PROFILE=1 (a .cpuprofile and a markdown summary, both named `name`, in
+ * $XENCHAN_OUT); C commands unchanged.
+ */
+function profiled(command, name) {
+  if (process.env.XENCHAN_BENCH_VCHAN_PROFILE !== "1") return command;
+  const flags = `--cpu-prof --cpu-prof-md --cpu-prof-dir "$XENCHAN_OUT" --cpu-prof-name ${name}.cpuprofile`;
+  if (command.startsWith("deno run ")) return command.replace("deno run ", `deno run ${flags} `);
+  if (command.startsWith("bun run ")) return command.replace("bun run ", `bun run ${flags} `);
+  return command;
+}
+
 /** The vchan cases: [key, server mode args, client mode args, ring env]. */
 const VCHAN_CASES = [
   ["write=4096", "sink", "source", "4096"],
@@ -132,7 +151,7 @@ const VCHAN_CASES = [
 function vchanScript() {
   const lines = [];
   let port = 100;
-  for (const [impl, server, client] of VCHAN_IMPLS) {
+  for (const [impl, server, client] of VCHAN_RUN) {
     // The mixed runs measure throughput only.
     const cases = impl.includes("+") ? VCHAN_CASES.slice(0, 2) : VCHAN_CASES;
     for (const [key, smode, cmode, write] of cases) {
@@ -142,10 +161,11 @@ function vchanScript() {
         ? `"$XENCHAN_BENCH_VCHAN_BYTES" ${write}`
         : `"$XENCHAN_BENCH_VCHAN_ROUNDS"`;
       const serverCount = write ? "" : ` "$XENCHAN_BENCH_VCHAN_ROUNDS"`;
+      const name = `vchan-${impl}-${key}`;
       lines.push(
-        `vbench vchan-${impl}-${key} ${path} ` +
-          `'${rings}${server} server ${smode} 0 ${path}${serverCount}' ` +
-          `'${client} client ${cmode} 0 ${path} ${count}'`,
+        `vbench ${name} ${path} ` +
+          `'${rings}${profiled(server, `${name}.server`)} server ${smode} 0 ${path}${serverCount}' ` +
+          `'${profiled(client, `${name}.client`)} client ${cmode} 0 ${path} ${count}'`,
       );
     }
   }

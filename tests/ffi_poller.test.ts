@@ -70,11 +70,16 @@ describe("FdPoller", () => {
     try {
       assert.equal(poller.inlineWaitMaxUs, 0);
       efd.signal();
+      assert.equal(poller.readyNow(efd.fd, POLLIN), POLLIN);
       assert.equal(poller.tryInline(efd.fd, POLLIN), POLLIN);
-      assert.equal(await poller.wait(efd.fd, POLLIN), POLLIN);
       assert.deepEqual(poller.stats, { ready: 2, inlineHits: 0, inlineMisses: 0, parked: 0 });
+      // wait() does not look first (its callers do): with inline waits off
+      // it parks, and the background poll answers for the ready fd.
+      assert.equal(await poller.wait(efd.fd, POLLIN), POLLIN);
+      assert.equal(poller.stats.parked, 1);
       assert.equal(efd.read(), 1n);
       assert.equal(poller.tryInline(efd.fd, POLLIN), 0, "nothing ready, nothing waited for");
+      assert.equal(poller.readyNow(efd.fd, POLLIN), 0);
       for (const bad of [-1, 1.5, Number.NaN, 1_000_001]) {
         assert.throws(() => poller.setInlineWait(bad), XenUsageError);
         assert.throws(() => new FdPoller(libs, bad), XenUsageError);
@@ -113,6 +118,35 @@ describe("FdPoller", () => {
       assert.equal(poller.waiting, 0);
       // A ready fd with a budget resolves inline at once.
       assert.equal(poller.tryInline(efd.fd, POLLIN), POLLIN);
+    } finally {
+      poller.close();
+    }
+  });
+
+  it("a wait lets what its caller just set going run before it may wait inline", async () => {
+    // A pump wakes a consumer and waits again at once; the consumer's reply
+    // is what makes the fd ready (here: it signals the eventfd itself). The
+    // wait must not block before the consumer ran: it finds the fd ready
+    // after one turn of the loop, with no inline miss and no parking.
+    const poller = new FdPoller(await loadLibc(), 1_000_000);
+    using efd = await EventFd.create();
+    try {
+      const learn = poller.wait(efd.fd, POLLIN);
+      setTimeout(() => efd.signal(), 1);
+      assert.equal(await learn, POLLIN);
+      efd.read();
+      assert.deepEqual(poller.stats, { ready: 0, inlineHits: 0, inlineMisses: 0, parked: 1 });
+      let wake!: () => void;
+      const consumer = new Promise<void>((resolve) => wake = resolve).then(() => efd.signal());
+      wake();
+      assert.equal(await poller.wait(efd.fd, POLLIN), POLLIN);
+      await consumer;
+      assert.deepEqual(poller.stats, { ready: 1, inlineHits: 0, inlineMisses: 0, parked: 1 });
+      efd.read();
+      // close() while the wait is deferred: it rejects instead of waiting.
+      const deferred = poller.wait(efd.fd, POLLIN);
+      poller.close();
+      await assert.rejects(deferred, ClosedHandleError);
     } finally {
       poller.close();
     }

@@ -123,11 +123,22 @@ export class ThreeLevelAbi extends BitmapAbi {
         const q = k * H;
         const lo = i32[P + q] & cm[C + q] & ~i32[M + q];
         const hi = H === 2 ? i32[P + q + 1] & cm[C + q + 1] & ~i32[M + q + 1] : 0;
-        let b = k === startK && it === 0 ? startB : 0;
-        do {
-          const bb = firstSetFrom(lo, hi, b);
-          if (bb < 0) break;
-          const port = k * W + bb, x = port >>> 5, bit = 1 << (port & 31);
+        const b = k === startK && it === 0 ? startB : 0;
+        // The snapshot's bits at index >= b, low half first, each visited
+        // bit cleared from a local copy (the 2-level walk).
+        let rlo = b < 32 ? lo & (-1 << b) : 0;
+        let rhi = b < 32 ? hi : hi & (-1 << (b - 32));
+        const base = k * W;
+        while ((rlo | rhi) !== 0) {
+          let bb: number;
+          if (rlo !== 0) {
+            bb = 31 - Math.clz32(rlo & -rlo);
+            rlo &= rlo - 1;
+          } else {
+            bb = 63 - Math.clz32(rhi & -rhi);
+            rhi &= rhi - 1;
+          }
+          const port = base + bb, x = port >>> 5, bit = 1 << (port & 31);
           if ((i32[P + x] & bit) !== 0 && (i32[M + x] & bit) === 0 && (cm[C + x] & bit) !== 0) {
             if (done === budget) {
               this.putBack(v, l1Lo, l1Hi, curK, curB);
@@ -137,10 +148,10 @@ export class ThreeLevelAbi extends BitmapAbi {
             done++;
             deliver(port);
           }
-          b = bb + 1 === W ? 0 : bb + 1;
-          curK = b !== 0 ? k : (k + 1) & (NW - 1);
-          curB = b;
-        } while (b !== 0);
+          const nb = bb + 1 === W ? 0 : bb + 1;
+          curK = nb !== 0 ? k : (k + 1) & (NW - 1);
+          curB = nb;
+        }
         if (k !== startK || it !== 0) {
           const wi = k >>> S, bj = k & (W - 1), c = LB + wi * H + (bj >>> 5);
           loc[c] &= ~(1 << (bj & 31));
