@@ -12,8 +12,10 @@
 // then, once: the raw floor (bench/evtchn_roundtrip_raw.ts), the awaited client with the inline
 // wait off (XENCHAN_INLINE_WAIT_US=0: every wake-up through the background poll, the cost of that
 // hand-off alone), and C loopback and C cross-process again ("-end": C before and after in the
-// same boot). Every run prints JSON lines with ns_per_roundtrip and cpu_ns_per_roundtrip (CPU
-// time per round trip, getrusage / process.cpuUsage; a cross-process round trip counts the CPU of
+// same boot), and what each piece of a wake-up costs alone, from C and from each runtime
+// (bench/wait_costs.ts, bench/c/wait_costs.c: poll, ppoll, sched_yield, a clock read, an eventfd
+// write + read, a turn of the event loop, a promise hop). Every run prints JSON lines with
+// ns_per_roundtrip and cpu_ns_per_roundtrip (CPU time per round trip, getrusage / process.cpuUsage; a cross-process round trip counts the CPU of
 // both processes: the client's per round trip plus the echo's per reply).
 // Then a table: per case the median over the repetitions of the ratio against the C run of the
 // same kind (loopback or cross) in the same repetition, with its spread (min-max), the median
@@ -101,7 +103,7 @@ export async function benchXen() {
   const ok = (!PARTS.has("evtchn") || (runs.length > 0 && runs.every((r) => r.result !== null))) &&
     xs.every((x) => x.rows.length) &&
     vchan.every((v) => v.cases.every((c) => c.value !== null));
-  return { runs, xs, vchan, ok, reps };
+  return { runs, xs, vchan, ok, reps, files: run.files };
 }
 
 /**
@@ -121,6 +123,38 @@ const VCHAN_IMPLS = [
   ["c-end", "vchan_peer", "vchan_peer"],
 ];
 
+/** The wake-up pieces benches (bench/wait_costs.ts and its C twin): [name, command]. */
+const WAIT_COSTS = [
+  ["wait-costs-c", "wait_costs"],
+  ["wait-costs-deno", "deno run -A --no-check bench/wait_costs.ts"],
+  ["wait-costs-bun", "bun run bench/wait_costs.ts"],
+];
+
+/**
+ * Prints what each piece of a wake-up costs in this dom0, per call, C next to Deno and Bun
+ * (the rows of bench/wait_costs.ts and bench/c/wait_costs.c): the parts an awaited wait is made
+ * of, measured alone.
+ */
+function printWaitCosts(files) {
+  const rows = new Map();
+  for (const [name] of WAIT_COSTS) {
+    for (const line of (files.get(`${name}.out`)?.toString("utf8") ?? "").split("\n")) {
+      const j = tryJson(line);
+      if (j?.bench !== "wait_costs") continue;
+      const piece = j.piece === "clock_gettime" ? "performance.now" : j.piece;
+      if (!rows.has(piece)) rows.set(piece, {});
+      rows.get(piece)[j.backend] = j.ns_per_call;
+    }
+  }
+  if (rows.size === 0) return;
+  console.log("\nwhat each piece of a wake-up costs in this dom0, us per call (C: clock_gettime)");
+  const us = (ns) => ns === undefined ? "      -" : (ns / 1000).toFixed(1).padStart(7);
+  console.log(`${"piece".padEnd(32)}       C     Deno      Bun`);
+  for (const [piece, by] of rows) {
+    console.log(`${piece.padEnd(32)} ${us(by.c)}  ${us(by.deno)}  ${us(by.bun)}`);
+  }
+}
+
 /** The implementations XENCHAN_BENCH_VCHAN_IMPLS names (default all), in boot order. */
 const VCHAN_RUN = (() => {
   const wanted = process.env.XENCHAN_BENCH_VCHAN_IMPLS?.split(",").map((s) => s.trim());
@@ -134,7 +168,8 @@ const VCHAN_RUN = (() => {
  */
 function profiled(command, name) {
   if (process.env.XENCHAN_BENCH_VCHAN_PROFILE !== "1") return command;
-  const flags = `--cpu-prof --cpu-prof-md --cpu-prof-dir "$XENCHAN_OUT" --cpu-prof-name ${name}.cpuprofile`;
+  const flags =
+    `--cpu-prof --cpu-prof-md --cpu-prof-dir "$XENCHAN_OUT" --cpu-prof-name ${name}.cpuprofile`;
   if (command.startsWith("deno run ")) return command.replace("deno run ", `deno run ${flags} `);
   if (command.startsWith("bun run ")) return command.replace("bun run ", `bun run ${flags} `);
   return command;
@@ -164,7 +199,9 @@ function vchanScript() {
       const name = `vchan-${impl}-${key}`;
       lines.push(
         `vbench ${name} ${path} ` +
-          `'${rings}${profiled(server, `${name}.server`)} server ${smode} 0 ${path}${serverCount}' ` +
+          `'${rings}${
+            profiled(server, `${name}.server`)
+          } server ${smode} 0 ${path}${serverCount}' ` +
           `'${profiled(client, `${name}.client`)} client ${cmode} 0 ${path} ${count}'`,
       );
     }
@@ -330,6 +367,7 @@ export function dom0Script(withTs, reps, parts) {
   const evtchn = [
     body,
     withTs ? once : "",
+    withTs ? WAIT_COSTS.map(([name, command]) => `bench ${name} ${command} 3000`).join("\n") : "",
     `bench lo-c-end.1 evtchn_pingpong "$N"`,
     `pair x-c-end.1 'evtchn_pingpong echo $N' 'evtchn_pingpong client $PORT $N'`,
   ].join("\n");
@@ -586,8 +624,9 @@ function lo1(kase) {
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   try {
-    const { runs, xs, vchan, ok, reps } = await benchXen();
+    const { runs, xs, vchan, ok, reps, files } = await benchXen();
     const evtchnMeets = PARTS.has("evtchn") ? printTable(runs, reps) : true;
+    if (PARTS.has("evtchn")) printWaitCosts(files);
     const xsMeets = PARTS.has("xenstore") ? printXenStoreTable(xs) : true;
     const vchanMeets = PARTS.has("vchan") ? printVchanTable(vchan) : true;
     const meets = vchanMeets && xsMeets && evtchnMeets;
