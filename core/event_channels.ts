@@ -160,17 +160,17 @@ export class EventChannels implements Disposable, AsyncDisposable {
   }
 
   /**
-   * Waits until a port is pending and returns it, masked (unmask it when
-   * done). Polls the fd first and reads only when readable: a port pending
-   * now is returned with no async frames and no thread hand-off. Otherwise
-   * the event loop keeps running; the FFI backend may, after one turn of
-   * the loop (so what the caller set going first has run), hold it for at
-   * most the FdPoller's inline budget (its cap, 2 ms by default) while it
-   * waits in ppoll(2); the simulator never waits inline. Rejects with the signal's reason on abort,
-   * ClosedHandleError if the handle is (or gets) closed, XenCallError
-   * (EFBIG: the handle's ring overflowed; drain and unmask), XenUsageError if
-   * another reader is already waiting on this handle or for options that
-   * are not an object with an optional AbortSignal `signal`.
+   * Waits until a port is pending and returns it, masked (unmask it when done).
+   * Polls the fd first and reads only when readable: a port pending now is
+   * returned with no async frames and no thread hand-off. Otherwise the event
+   * loop keeps running; the FFI backend may, after one turn of the loop (so
+   * what the caller set going first has run), hold it for at most the
+   * FdPoller's inline budget (its cap, 2 ms by default) while it waits in
+   * ppoll(2); the simulator never waits inline. Rejects with the signal's
+   * reason on abort, ClosedHandleError if the handle is (or gets) closed,
+   * XenCallError (EFBIG: the handle's ring overflowed; drain and unmask),
+   * XenUsageError if another reader is already waiting on this handle or for
+   * options that are not an object with an optional AbortSignal `signal`.
    */
   pending(options?: WaitOptions): Promise<number> {
     try {

@@ -7,28 +7,27 @@
  *
  * Before a wait is handed to that poll (the "parked" path, which costs two
  * thread hand-offs per wake-up), it is tried inline: the caller looks first
- * (readyNow: a ready fd needs no wait at all); otherwise, when it is the
- * only wait in flight and its fd has a budget, wait() first lets the event
- * loop turn once (a setImmediate), so that whatever the caller set going
- * before it waits (promises it just resolved, their continuations, I/O
- * callbacks) runs first, and only then the calling thread looks again,
- * yields the CPU once (sched_yield(2): a peer woken on this CPU answers
- * meanwhile) and waits in ppoll(2) for a bounded time (the inline budget), as Linux socket busy
- * polling does, but sleeping in the kernel instead of spinning, so it costs
- * no CPU time while it waits. Without that turn a loop that wakes a
- * consumer and then waits again (a pump: vchan's, the xenbus reader's)
- * would hold the consumer's reply back for a whole budget, and the peer,
- * which waits for that reply, could not make the fd ready meanwhile.
- * The budget is learned per fd from recent wait times (twice their moving
- * average; only waits that outlast their inline budget and are parked are
- * timed, so an inline hit reads no clock, which in a Xen PV dom0 can be a
- * system call as dear as the wait), capped by `inlineWaitMaxUs` (default 2000 µs, environment
- * XENCHAN_INLINE_WAIT_US, or setInlineWait(); 0 turns it off), and it is 0
- * for an fd whose waits take longer than the cap. Waits nobody makes never
- * wait inline. The event loop is held for at most one budget per turn by
- * wait(); tryInline(), the synchronous form, allows at most
- * INLINE_SLICE_MS of inline waiting between two turns of the loop and only
- * looks after that.
+ * (readyNow: a ready fd needs no wait at all); otherwise, when it is the only
+ * wait in flight and its fd has a budget, wait() first lets the event loop turn
+ * once (a setImmediate), so that whatever the caller set going before it waits
+ * (promises it just resolved, their continuations, I/O callbacks) runs first,
+ * and only then the calling thread looks again, yields the CPU once
+ * (sched_yield(2): a peer woken on this CPU answers meanwhile) and waits in
+ * ppoll(2) for a bounded time (the inline budget), as Linux socket busy polling
+ * does, but sleeping in the kernel instead of spinning, so it costs no CPU time
+ * while it waits. Without that turn a loop that wakes a consumer and then waits
+ * again (a pump: vchan's, the xenbus reader's) would hold the consumer's reply
+ * back for a whole budget, and the peer, which waits for that reply, could not
+ * make the fd ready meanwhile. The budget is learned per fd from recent wait
+ * times (twice their moving average; only waits that outlast their inline
+ * budget and are parked are timed, so an inline hit reads no clock, which in a
+ * Xen PV dom0 under emulation costs as much as a system call), capped by
+ * `inlineWaitMaxUs` (default 2000 µs, environment XENCHAN_INLINE_WAIT_US, or
+ * setInlineWait(); 0 turns it off), and it is 0 for an fd whose waits take
+ * longer than the cap. Waits nobody makes never wait inline. The event loop is
+ * held for at most one budget per turn by wait(); tryInline(), the synchronous
+ * form, allows at most INLINE_SLICE_MS of inline waiting between two turns of
+ * the loop and only looks after that.
  *
  * @module
  */
@@ -227,9 +226,9 @@ export class FdPoller {
     // CPU (a 1-vCPU dom0) answers during the yield, and no timer is armed.
     this.#libs.libc.symbols.sched_yield();
     revents = this.#pollOne(fd, events, budgetUs); // returns at once if ready by now
-    // No clock is read here: in a Xen PV dom0 a clock read can be a system
-    // call (no vDSO), as dear as the wait itself. A hit counts as its whole
-    // budget against the slice, and only a miss (then parked) is learned.
+    // No clock is read here: in a Xen PV dom0 under emulation a clock read
+    // costs as much as a system call (bench/wait_costs.ts). A hit counts as
+    // its whole budget against the slice; only a miss (then parked) is learned.
     this.#inlineMs += budgetUs / 1000;
     this.#scheduleTurn();
     if (revents > 0) {

@@ -11,12 +11,13 @@
 //     <runtime> echo (awaited) + C client             bench/evtchn_roundtrip.ts --echo
 // then, once: the raw floor (bench/evtchn_roundtrip_raw.ts), the awaited client with the inline
 // wait off (XENCHAN_INLINE_WAIT_US=0: every wake-up through the background poll, the cost of that
-// hand-off alone), and C loopback and C cross-process again ("-end": C before and after in the
-// same boot), and what each piece of a wake-up costs alone, from C and from each runtime
+// hand-off alone), and C loopback and C cross-process again ("-end": C before and after in the same
+// boot), and what each piece of a wake-up costs alone, from C and from each runtime
 // (bench/wait_costs.ts, bench/c/wait_costs.c: poll, ppoll, sched_yield, a clock read, an eventfd
 // write + read, a turn of the event loop, a promise hop). Every run prints JSON lines with
-// ns_per_roundtrip and cpu_ns_per_roundtrip (CPU time per round trip, getrusage / process.cpuUsage; a cross-process round trip counts the CPU of
-// both processes: the client's per round trip plus the echo's per reply).
+// ns_per_roundtrip and cpu_ns_per_roundtrip (CPU time per round trip, getrusage / process.cpuUsage;
+// a cross-process round trip counts the CPU of both processes: the client's per round trip plus the
+// echo's per reply).
 // Then a table: per case the median over the repetitions of the ratio against the C run of the
 // same kind (loopback or cross) in the same repetition, with its spread (min-max), the median
 // round trip, and the CPU ratio; the goals: awaited <= 1.3x C, pendingSync <= 1.1x, CPU <= 1.5x.
