@@ -208,24 +208,15 @@ export class FdPoller {
    * reports it). Throws ClosedHandleError after close().
    */
   tryInline(fd: number, events: number): number {
-    if (this.#closed) throw new ClosedHandleError("fd poller");
+    const now = this.readyNow(fd, events);
     const budgetUs = this.#waiters.size === 0 && this.#inlineMs < INLINE_SLICE_MS
       ? this.#budgetUs(fd)
       : 0;
-    if (budgetUs === 0) {
-      const revents = this.#pollOne(fd, events, 0);
-      if (revents > 0) this.#ready++;
-      return revents > 0 ? revents : 0;
-    }
-    let revents = this.#pollOne(fd, events, 0);
-    if (revents > 0) {
-      this.#ready++;
-      return revents;
-    }
+    if (now !== 0 || budgetUs === 0) return now;
     // Give the CPU to whoever is runnable first: a peer just woken on this
     // CPU (a 1-vCPU dom0) answers during the yield, and no timer is armed.
     this.#libs.libc.symbols.sched_yield();
-    revents = this.#pollOne(fd, events, budgetUs); // returns at once if ready by now
+    const revents = this.#pollOne(fd, events, budgetUs); // returns at once if ready by now
     // No clock is read here: in a Xen PV dom0 under emulation a clock read
     // costs as much as a system call (bench/wait_costs.ts). A hit counts as
     // its whole budget against the slice; only a miss (then parked) is learned.
